@@ -1,0 +1,8 @@
+"""g2res: deep residual networks for gravitational-wave detection in G2Net-style data."""
+
+__version__ = "0.1.0"
+
+DETECTORS = ("H1", "L1", "V1")
+SAMPLE_RATE = 2048  # Hz, G2Net sampling rate
+DURATION = 2.0  # s, G2Net sample length
+N_SAMPLES = 4096  # time samples per detector

@@ -1,0 +1,1 @@
+"""Classical baselines: the matched filter (template bank and oracle)."""

@@ -1,0 +1,258 @@
+"""The ``g2res`` command line: parses arguments, then calls library functions.
+
+Each subcommand has an ``_add_<name>`` function that declares its options and a
+``_run_<name>`` function that hands them to the library; no logic lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from g2res import __version__
+from g2res.config import (
+    Config,
+    ConfigError,
+    PreprocessConfig,
+    SimulateConfig,
+    load_config,
+)
+
+DEFAULTS = Config()
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show defaults and keep the layout of descriptions."""
+
+
+def _recipe_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that reads a recipe."""
+    p.add_argument(
+        "--config",
+        metavar="YAML",
+        default=None,
+        help="recipe file (see pipelines/); its values are the defaults below it",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override any recipe field, e.g. train.lr=3e-4 model.backbone.name=resnet34",
+    )
+
+
+def _common_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=None, help="seed for every random choice")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+# ---------------------------------------------------------------------------- simulate
+def _add_simulate(sub) -> None:
+    d = SimulateConfig()
+    p = sub.add_parser(
+        "simulate",
+        formatter_class=_Formatter,
+        help="write a simulated data set in the G2Net layout",
+        description=(
+            "Simulate a data set in the G2Net layout: stationary Gaussian noise coloured by\n"
+            "a PSD per detector (H1, L1, V1; 2 s at 2048 Hz), with binary black hole signals\n"
+            "(lalsimulation) injected in a fraction of the samples. Writes train/, test/,\n"
+            "training_labels.csv, sample_submission.csv and the truth in truth/."
+        ),
+    )
+    p.add_argument("out_dir", metavar="OUT_DIR", help="output directory (must be empty)")
+    p.add_argument("--n-train", type=int, default=d.n_train, help="training samples")
+    p.add_argument("--n-test", type=int, default=d.n_test, help="test samples")
+    p.add_argument(
+        "--snr",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=list(d.snr),
+        help="network optimal SNR of injections, drawn uniformly in [MIN, MAX]",
+    )
+    p.add_argument(
+        "--signal-fraction",
+        type=float,
+        default=d.signal_fraction,
+        help="fraction of samples holding a signal (target 1)",
+    )
+    p.add_argument(
+        "--approximant",
+        default=d.approximant,
+        help="lalsimulation time-domain approximant (e.g. IMRPhenomXPHM, IMRPhenomD, SEOBNRv4)",
+    )
+    p.add_argument(
+        "--psd",
+        default=d.psd,
+        metavar="FILE",
+        help=(
+            "PSD file (.txt or .npy): a frequency column in Hz and one one-sided PSD column "
+            "(strain^2/Hz) per detector H1, L1, V1 (or one column for all); "
+            "default: aLIGO design for H1/L1, AdVirgo for V1"
+        ),
+    )
+    p.add_argument(
+        "--merger-window",
+        type=float,
+        nargs=2,
+        metavar=("START", "END"),
+        default=list(d.merger_window),
+        help="s, range of the merger time within the 2-s window",
+    )
+    p.add_argument(
+        "--mass-range",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=list(d.mass_range),
+        help="solar masses, range of each component mass",
+    )
+    p.add_argument("--workers", type=int, default=d.workers, help="worker processes")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty OUT_DIR")
+    _common_args(p)
+    p.set_defaults(func=_run_simulate)
+
+
+def _run_simulate(args) -> int:
+    from g2res.data.simulate import simulate
+
+    simulate(
+        args.out_dir,
+        config=SimulateConfig(
+            n_train=args.n_train,
+            n_test=args.n_test,
+            snr=tuple(args.snr),
+            signal_fraction=args.signal_fraction,
+            approximant=args.approximant,
+            psd=args.psd,
+            merger_window=tuple(args.merger_window),
+            mass_range=tuple(args.mass_range),
+            workers=args.workers,
+        ),
+        seed=0 if args.seed is None else args.seed,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------- preprocess
+def _add_preprocess(sub) -> None:
+    d = PreprocessConfig()
+    p = sub.add_parser(
+        "preprocess",
+        formatter_class=_Formatter,
+        help="validate, whiten and bandpass a data set into a cache",
+        description=(
+            "Check every file of a G2Net-layout data set, estimate the noise PSD per\n"
+            "detector (Welch), whiten and bandpass every sample in batches, and pack the\n"
+            "result as memory-mappable arrays in CACHE_DIR. Interrupted runs resume."
+        ),
+    )
+    p.add_argument("data_dir", metavar="DATA_DIR", help="data set in the G2Net layout")
+    p.add_argument("--out", required=True, metavar="CACHE_DIR", help="cache directory to write")
+    p.add_argument(
+        "--psd-source",
+        default=d.psd_source,
+        help="noise: mean PSD of training samples with target 0; all: of all training "
+        "samples; or a path to a PSD file (.npz from a cache, or frequency + PSD columns)",
+    )
+    p.add_argument("--psd-segment", type=float, default=d.psd_segment, help="s, Welch segment")
+    p.add_argument("--psd-average", default=d.psd_average, choices=["median", "mean"])
+    p.add_argument("--fmin", type=float, default=d.fmin, help="Hz, bandpass low edge")
+    p.add_argument("--fmax", type=float, default=d.fmax, help="Hz, bandpass high edge")
+    p.add_argument(
+        "--window-alpha", type=float, default=d.window_alpha, help="Tukey taper shape parameter"
+    )
+    p.add_argument("--dtype", default=d.dtype, choices=["float32", "float16"], help="cache dtype")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per batch")
+    p.add_argument("--workers", type=int, default=d.workers, help="threads reading files")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="exclude bad files (listed in CACHE_DIR/bad_files.csv) instead of stopping",
+    )
+    p.add_argument("--force", action="store_true", help="discard an existing cache and start over")
+    _common_args(p)
+    p.set_defaults(func=_run_preprocess)
+
+
+def _run_preprocess(args) -> int:
+    from g2res.data.preprocess import preprocess
+
+    cfg = PreprocessConfig(
+        psd_source=args.psd_source,
+        psd_segment=args.psd_segment,
+        psd_average=args.psd_average,
+        fmin=args.fmin,
+        fmax=args.fmax,
+        window_alpha=args.window_alpha,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        workers=args.workers,
+    )
+    preprocess(
+        args.data_dir,
+        args.out,
+        config=cfg,
+        seed=0 if args.seed is None else args.seed,
+        device=args.device,
+        skip_bad=args.skip_bad,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------------- main
+COMMANDS = [_add_simulate, _add_preprocess]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="g2res",
+        formatter_class=_Formatter,
+        description=(
+            "g2res: find gravitational-wave signals in H1/L1/V1 strain with deep residual "
+            "networks.\n\nPipeline: simulate -> preprocess -> cv-train -> submit. "
+            "Run `g2res COMMAND --help` for each step."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"g2res {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(
+            f"\ng2res {args.command}: interrupted; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except (ConfigError, FileExistsError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        if os.environ.get("G2RES_DEBUG"):
+            raise
+        print(f"g2res {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def load_recipe(args) -> Config:
+    """The recipe named by ``--config`` with the command line's overrides applied."""
+    return load_config(getattr(args, "config", None), getattr(args, "overrides", None))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""One typed configuration for a g2res recipe.
+
+A recipe (``pipelines/*.yaml``) is loaded into :class:`Config`; any field can be
+overridden from the command line with dotted ``key=value`` pairs, e.g.
+``train.lr=3e-4 model.backbone.name=resnet34 augment.sign_flip=0.5``. Values are
+parsed as YAML, so ``cv.fold=[0,2]`` and ``train.ema=null`` work.
+
+Sections whose fields are free-form (``model.frontend``, ``model.backbone``,
+``model.head``) are plain dicts: their ``name`` picks a registered component and
+the other keys are passed to it as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class SimulateConfig:
+    """``g2res simulate``: a synthetic data set in the G2Net layout."""
+
+    n_train: int = 2000  # training samples
+    n_test: int = 1000  # test samples
+    snr: tuple[float, float] = (4.0, 16.0)  # network optimal SNR range of injections
+    signal_fraction: float = 0.5  # fraction of samples with target 1
+    approximant: str = "IMRPhenomXPHM"  # lalsimulation approximant
+    psd: str | None = None  # PSD file (frequency + one PSD column per detector); None: design
+    merger_window: tuple[float, float] = (1.5, 1.9)  # s, merger time range in the 2-s window
+    mass_range: tuple[float, float] = (7.0, 50.0)  # solar masses, source component masses
+    workers: int = 1  # processes
+
+
+@dataclass
+class PreprocessConfig:
+    """``g2res preprocess``: PSD estimation, whitening, bandpass, packed cache."""
+
+    psd_source: str = "noise"  # noise (label-0 train) | all (all train) | path to a PSD file
+    psd_segment: float = 0.5  # s, Welch segment length
+    psd_overlap: float = 0.5  # fraction of a segment
+    psd_window: str = "hann"
+    psd_average: str = "median"  # median | mean
+    psd_max_samples: int = 4096  # samples averaged for the PSD estimate (random subset)
+    window: str = "tukey"  # taper applied before whitening
+    window_alpha: float = 0.2  # Tukey shape parameter
+    fmin: float = 20.0  # Hz, bandpass low edge
+    fmax: float = 500.0  # Hz, bandpass high edge
+    dtype: str = "float32"  # float32 | float16
+    batch_size: int = 1024  # samples per batch
+    workers: int = 4  # threads reading files
+
+
+@dataclass
+class ModelConfig:
+    """Front-end -> backbone -> head. Each is ``{name: ..., **kwargs}``."""
+
+    frontend: dict = field(default_factory=lambda: {"name": "cqt"})
+    backbone: dict = field(default_factory=lambda: {"name": "resnet18"})
+    head: dict = field(default_factory=lambda: {"name": "linear"})
+    pretrained: str | None = None  # local weights file for the backbone
+    freeze: str | int | None = None  # "backbone" or number of leading stages to freeze
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentations on whitened strain; each value is a probability."""
+
+    time_shift: float = 0.0  # circular shift of all detectors together
+    max_shift: float = 0.2  # s, largest |shift|
+    swap_h1l1: float = 0.0  # exchange the H1 and L1 channels
+    sign_flip: float = 0.0  # multiply the whole sample by -1
+    time_mask: float = 0.0  # zero a stretch of time in all detectors
+    mask_width: float = 0.1  # s, largest masked stretch
+    detector_dropout: float = 0.0  # zero one random detector
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation for one fold."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3  # head (and whole model unless backbone_lr is set)
+    backbone_lr: float | None = None  # separate learning rate for the backbone
+    weight_decay: float = 1e-2
+    scheduler: str = "cosine"  # cosine | onecycle | constant
+    warmup_epochs: float = 1.0
+    grad_clip: float | None = 1.0  # max gradient norm; None disables
+    amp: bool = True  # mixed precision (CUDA only)
+    channels_last: bool = True  # memory format for 2D models (CUDA only)
+    ema: float | None = None  # EMA decay of weights, e.g. 0.999; None disables
+    patience: int | None = None  # early stopping on validation AUC; None disables
+    num_workers: int = 2  # DataLoader workers
+    eval_batch_size: int = 256
+
+
+@dataclass
+class CVConfig:
+    """Cross-validation."""
+
+    folds: int = 5
+    fold: list[int] | None = None  # train only these folds; None: all
+
+
+@dataclass
+class SubmitConfig:
+    """``g2res submit``: ensembling."""
+
+    tta: list[str] = field(default_factory=list)  # e.g. [swap_h1l1, sign_flip]
+    blend: str = "mean"  # mean | rank
+    batch_size: int = 256
+
+
+@dataclass
+class Config:
+    """A whole recipe."""
+
+    name: str = "recipe"
+    description: str = ""
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    data_dir: str | None = None  # raw data in the G2Net layout
+    cache: str | None = None  # preprocessed cache directory
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+    submit: SubmitConfig = field(default_factory=SubmitConfig)
+
+    def to_dict(self) -> dict:
+        return _to_plain(dataclasses.asdict(self))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the resolved recipe as YAML (atomically)."""
+        from g2res.utils import atomic_open
+
+        with atomic_open(path, "w") as fh:
+            yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
+
+    def replace(self, overrides: list[str] | dict | None) -> Config:
+        """A copy with dotted overrides applied."""
+        return apply_overrides(self, overrides)
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit :class:`Config`."""
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(tp))
+        if len(args) == 1:
+            return args[0], optional
+        return typing.Union[tuple(args)], optional  # noqa: UP007
+    return tp, False
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert a YAML value to the annotated type ``tp``."""
+    tp, optional = _strip_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: null is not allowed here")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(tp, value, where)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return [_coerce(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return copy.deepcopy(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: dict, where: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown recipe field {path!r}{hint}")
+        kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict | None) -> Config:
+    """Build a :class:`Config` from a (possibly partial) nested dict."""
+    return _build(Config, data or {})
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML recipe (or the defaults when ``path`` is None) and apply overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"recipe {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"recipe {path} must be a mapping at top level")
+    try:
+        cfg = config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return apply_overrides(cfg, overrides)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-4"`` -> (["train", "lr"], 0.0003)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. train.lr=3e-4)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {text!r} has no key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        # YAML reads "3e-4" as a string; numbers with exponents are common here.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return key.split("."), value
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
+    """Return a copy of ``cfg`` with dotted overrides applied and re-validated."""
+    if not overrides:
+        return cfg
+    data = cfg.to_dict()
+    items = (
+        overrides.items()
+        if isinstance(overrides, dict)
+        else (parse_override(o) for o in overrides)
+    )
+    for key, value in items:
+        keys = key.split(".") if isinstance(key, str) else key
+        node = data
+        for part in keys[:-1]:
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"unknown recipe field {'.'.join(keys)!r}")
+            if node[part] is None:
+                node[part] = {}
+            node = node[part]
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {'.'.join(keys)!r}: its parent is not a mapping")
+        node[keys[-1]] = value
+    return config_from_dict(data)

@@ -1,0 +1,1 @@
+"""Ensembling fold models and runs into a validated submission."""

@@ -1,0 +1,1 @@
+"""Signal conditioning: PSD estimation, whitening, bandpass (batched torch modules)."""

@@ -1,0 +1,1 @@
+"""K-fold training: folds, loop, checkpoints, metrics and plots."""

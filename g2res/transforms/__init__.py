@@ -1,0 +1,1 @@
+"""Front-ends (CQT, STFT, identity) and training augmentations, as batched modules."""
