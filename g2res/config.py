@@ -247,7 +247,9 @@ def config_from_dict(data: dict | None) -> Config:
     return _build(Config, data or {})
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike | None = None, overrides: list[str] | None = None
+) -> Config:
     """Load a YAML recipe (or the defaults when ``path`` is None) and apply overrides."""
     data: dict = {}
     if path is not None:
@@ -294,9 +296,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
         return cfg
     data = cfg.to_dict()
     items = (
-        overrides.items()
-        if isinstance(overrides, dict)
-        else (parse_override(o) for o in overrides)
+        overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
     )
     for key, value in items:
         keys = key.split(".") if isinstance(key, str) else key

@@ -83,7 +83,7 @@ def seed_everything(seed: int) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code may use it
     torch.manual_seed(seed)
 
 
@@ -93,7 +93,5 @@ def check_output_dir(path: str | os.PathLike, force: bool = False, what: str = "
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"{what} {path} exists and is not a directory")
     if path.is_dir() and any(path.iterdir()) and not force:
-        raise FileExistsError(
-            f"{what} directory {path} is not empty; pass --force to overwrite it"
-        )
+        raise FileExistsError(f"{what} directory {path} is not empty; pass --force to overwrite it")
     return path
