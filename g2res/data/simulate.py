@@ -1,0 +1,264 @@
+"""``g2res simulate``: a synthetic data set in the G2Net layout (lalsuite noise + BBH signals).
+
+Writes ``train/<a>/<b>/<c>/<id>.npy`` and ``test/...`` (float64 (3, 4096), strain, not
+whitened), ``training_labels.csv``, ``sample_submission.csv`` and the truth:
+``truth/test_labels.csv``, ``truth/injections.csv`` (every parameter, arrival times
+and optimal SNRs; noise rows have NaN parameters and SNR 0), ``truth/psd.npz`` (the
+PSD used, on the window's rfft grid) and ``truth/simulate.json`` (settings).
+
+Each sample is generated from its own generator seeded by (seed, sample index), so the
+bytes do not depend on the number of workers. Nothing downstream may rely on truth/.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import shutil
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from g2res.config import SimulateConfig
+from g2res.data.layout import (
+    INJECTIONS,
+    SAMPLE_SUBMISSION,
+    TEST_LABELS,
+    TRAIN_LABELS,
+    TRUTH_DIR,
+    sample_path,
+)
+from g2res.data.noise import (
+    DETECTORS,
+    DURATION,
+    N_SAMPLES,
+    SAMPLE_RATE,
+    ColoredNoise,
+    psd_function,
+    rfft_frequencies,
+)
+from g2res.data.waveforms import GPS_REFERENCE, BBHParameters, Injector, _approximant
+from g2res.utils import atomic_open, atomic_path, check_output_dir, save_npy, write_json
+
+ID_LENGTH = 10
+DEFAULT_CONFIG = SimulateConfig()  # never mutated
+PSD_FILE = "truth/psd.npz"
+SETTINGS_FILE = "truth/simulate.json"
+PARAMETER_COLUMNS = [f.name for f in fields(BBHParameters) if f.name != "snr"]
+INJECTION_COLUMNS = (
+    ["id", "split", "target", *PARAMETER_COLUMNS]
+    + [f"t_{d}" for d in DETECTORS]
+    + [f"snr_{d}" for d in DETECTORS]
+    + ["snr_network"]
+)
+
+
+def sample_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator of sample ``index`` (0-based over train then test) for ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, int(index))))
+
+
+def make_ids(n: int, seed: int) -> list[str]:
+    """``n`` unique ids of 10 lowercase hex characters, reproducible from ``seed``."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, 0)))
+    ids: list[str] = []
+    seen: set[str] = set()
+    while len(ids) < n:
+        for value in rng.integers(0, 16**ID_LENGTH, size=n - len(ids)):
+            text = f"{int(value):0{ID_LENGTH}x}"
+            if text not in seen:
+                seen.add(text)
+                ids.append(text)
+    return ids
+
+
+def make_targets(n: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """(n,) int labels with exactly round(fraction * n) ones, in random order."""
+    targets = np.zeros(n, dtype=np.int64)
+    targets[: int(round(fraction * n))] = 1
+    return rng.permutation(targets)
+
+
+@dataclass
+class Sample:
+    """One simulated window: ``noise`` and ``signal`` (3, 4096) strain, data = noise + signal."""
+
+    noise: np.ndarray
+    signal: np.ndarray
+    params: BBHParameters | None
+    info: dict
+
+    @property
+    def data(self) -> np.ndarray:
+        return self.noise + self.signal
+
+
+class Simulator:
+    """Everything one worker needs (noise model, injector), built once per process."""
+
+    def __init__(self, config: SimulateConfig = DEFAULT_CONFIG):
+        self.config = config
+        psd = psd_function(config.psd)
+        self.noise = ColoredNoise(psd, SAMPLE_RATE, N_SAMPLES)
+        self.frequencies = rfft_frequencies(N_SAMPLES, SAMPLE_RATE)
+        self.psd = psd(self.frequencies)  # (3, 2049), the grid every SNR is computed on
+        self.injector = Injector(
+            self.psd,
+            approximant=config.approximant,
+            mass_range=config.mass_range,
+            merger_window=config.merger_window,
+            snr_range=config.snr,
+        )
+
+    def make_sample(self, rng: np.random.Generator, target: int) -> Sample:
+        """Noise always first, then (target 1) parameters and signal, from ``rng``."""
+        noise = self.noise(rng)
+        if not target:
+            return Sample(noise, np.zeros_like(noise), None, {})
+        params = self.injector.draw(rng)
+        signal, info = self.injector.render(params)
+        return Sample(noise, signal, params, info)
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(config: SimulateConfig, out_dir: str, seed: int) -> None:
+    _WORKER.update(simulator=Simulator(config), out_dir=out_dir, seed=seed)
+
+
+def _run_task(task: tuple[int, str, str, int]) -> dict:
+    index, split, sample_id, target = task
+    sim: Simulator = _WORKER["simulator"]
+    sample = sim.make_sample(sample_rng(_WORKER["seed"], index), target)
+    save_npy(sample_path(_WORKER["out_dir"], split, sample_id), sample.data)
+    row = {"id": sample_id, "split": split, "target": target}
+    row.update(dict.fromkeys(PARAMETER_COLUMNS, math.nan))
+    row.update({f"t_{d}": math.nan for d in DETECTORS})
+    row.update({f"snr_{d}": 0.0 for d in DETECTORS})
+    row["snr_network"] = 0.0
+    if sample.params is not None:
+        row.update({k: v for k, v in sample.params.to_dict().items() if k in PARAMETER_COLUMNS})
+        row.update(sample.info)
+    return row
+
+
+def check_config(config: SimulateConfig) -> None:
+    """Raise ValueError naming the first bad setting (before anything is written)."""
+    c = config
+    if c.n_train < 0 or c.n_test < 0 or c.n_train + c.n_test == 0:
+        raise ValueError(f"n_train={c.n_train}, n_test={c.n_test}: need >= 0 and some samples")
+    if not 0 < c.snr[0] <= c.snr[1]:
+        raise ValueError(f"snr range {c.snr}: need 0 < MIN <= MAX")
+    if not 0 <= c.signal_fraction <= 1:
+        raise ValueError(f"signal_fraction {c.signal_fraction}: need a value in [0, 1]")
+    if not 0 <= c.merger_window[0] <= c.merger_window[1] <= DURATION:
+        raise ValueError(f"merger_window {c.merger_window} s: need 0 <= START <= END <= 2")
+    if not 0 < c.mass_range[0] <= c.mass_range[1]:
+        raise ValueError(f"mass_range {c.mass_range} Msun: need 0 < MIN <= MAX")
+    if c.workers < 1:
+        raise ValueError(f"workers={c.workers}: need at least 1")
+    _approximant(c.approximant)
+
+
+def _clear_previous(out: Path) -> None:
+    """With --force, remove only what a previous simulation wrote."""
+    for name in ("train", "test", TRUTH_DIR):
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+    for name in (TRAIN_LABELS, SAMPLE_SUBMISSION):
+        (out / name).unlink(missing_ok=True)
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_open(path, "w", newline="") as fh:
+        frame.to_csv(fh, index=False, float_format="%.10g")
+
+
+def simulate(
+    out_dir: str | os.PathLike,
+    config: SimulateConfig = DEFAULT_CONFIG,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write a simulated G2Net-layout data set into ``out_dir``; returns its path.
+
+    Refuses a non-empty ``out_dir`` unless ``force`` (then only the files a simulation
+    writes are replaced). Sample files come first, the CSVs last, so a crash never
+    leaves labels pointing at missing files.
+    """
+    from tqdm.auto import tqdm
+
+    check_config(config)
+    sim = Simulator(config)  # fails early on a bad PSD file, before anything is written
+    out = check_output_dir(out_dir, force=force, what="simulation output")
+    if force:
+        _clear_previous(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    n_total = config.n_train + config.n_test
+    ids = make_ids(n_total, seed)
+    split_of = ["train"] * config.n_train + ["test"] * config.n_test
+    label_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, 1)))
+    targets = np.concatenate(
+        [
+            make_targets(config.n_train, config.signal_fraction, label_rng),
+            make_targets(config.n_test, config.signal_fraction, label_rng),
+        ]
+    )
+    tasks = [(i, split_of[i], ids[i], int(targets[i])) for i in range(n_total)]
+
+    workers = min(config.workers, n_total)
+    bar = tqdm(total=n_total, desc="simulate", unit="sample", disable=not progress)
+    rows: list[dict] = []
+    if workers == 1:
+        _WORKER.update(simulator=sim, out_dir=str(out), seed=seed)
+        try:
+            for task in tasks:
+                rows.append(_run_task(task))
+                bar.update()
+        finally:
+            _WORKER.clear()
+    else:
+        chunksize = max(1, min(64, n_total // (workers * 8)))
+        with multiprocessing.get_context().Pool(
+            workers, initializer=_init_worker, initargs=(config, str(out), seed)
+        ) as pool:
+            for row in pool.imap(_run_task, tasks, chunksize=chunksize):
+                rows.append(row)
+                bar.update()
+    bar.close()
+
+    table = pd.DataFrame(rows, columns=INJECTION_COLUMNS)
+    train = table[table.split == "train"].sort_values("id")
+    test = table[table.split == "test"].sort_values("id")
+    _write_csv(out / TRAIN_LABELS, train[["id", "target"]])
+    _write_csv(out / SAMPLE_SUBMISSION, test[["id"]].assign(target=0.5))
+    _write_csv(out / TEST_LABELS, test[["id", "target"]])
+    _write_csv(out / INJECTIONS, pd.concat([train, test]))
+    with atomic_path(out / PSD_FILE) as tmp, open(tmp, "wb") as fh:
+        np.savez(
+            fh,
+            frequencies=sim.frequencies,
+            psd=sim.psd,
+            sample_rate=SAMPLE_RATE,
+            detectors=np.array(DETECTORS),
+        )
+    write_json(
+        out / SETTINGS_FILE,
+        {
+            "config": asdict(config),
+            "seed": seed,
+            "sample_rate": SAMPLE_RATE,
+            "duration": DURATION,
+            "detectors": list(DETECTORS),
+            "gps_reference": GPS_REFERENCE,
+            "n_train": config.n_train,
+            "n_test": config.n_test,
+        },
+    )
+    return out
