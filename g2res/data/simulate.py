@@ -2,9 +2,14 @@
 
 Writes ``train/<a>/<b>/<c>/<id>.npy`` and ``test/...`` (float64 (3, 4096), strain, not
 whitened), ``training_labels.csv``, ``sample_submission.csv`` and the truth:
-``truth/test_labels.csv``, ``truth/injections.csv`` (every parameter, arrival times
-and optimal SNRs; noise rows have NaN parameters and SNR 0), ``truth/psd.npz`` (the
-PSD used, on the window's rfft grid) and ``truth/simulate.json`` (settings).
+
+- ``truth/test_labels.csv`` (id, target);
+- ``truth/injections.csv``: every parameter, arrival times and optimal SNRs per sample
+  (noise rows: NaN parameters, SNR 0); ``index`` is the sample's seed index for
+  :func:`sample_rng`, so any sample can be regenerated with its noise and signal apart;
+- ``truth/psd.npy``: the PSD used, on the window's rfft grid, columns (frequency, H1,
+  L1, V1) like a ``--psd`` file;
+- ``truth/simulate.json``: the settings.
 
 Each sample is generated from its own generator seeded by (seed, sample index), so the
 bytes do not depend on the number of workers. Nothing downstream may rely on truth/.
@@ -41,15 +46,15 @@ from g2res.data.noise import (
     rfft_frequencies,
 )
 from g2res.data.waveforms import GPS_REFERENCE, BBHParameters, Injector, _approximant
-from g2res.utils import atomic_open, atomic_path, check_output_dir, save_npy, write_json
+from g2res.utils import atomic_open, check_output_dir, save_npy, write_json
 
 ID_LENGTH = 10
 DEFAULT_CONFIG = SimulateConfig()  # never mutated
-PSD_FILE = "truth/psd.npz"
+PSD_FILE = "truth/psd.npy"
 SETTINGS_FILE = "truth/simulate.json"
 PARAMETER_COLUMNS = [f.name for f in fields(BBHParameters) if f.name != "snr"]
 INJECTION_COLUMNS = (
-    ["id", "split", "target", *PARAMETER_COLUMNS]
+    ["id", "index", "split", "target", *PARAMETER_COLUMNS]
     + [f"t_{d}" for d in DETECTORS]
     + [f"snr_{d}" for d in DETECTORS]
     + ["snr_network"]
@@ -135,7 +140,7 @@ def _run_task(task: tuple[int, str, str, int]) -> dict:
     sim: Simulator = _WORKER["simulator"]
     sample = sim.make_sample(sample_rng(_WORKER["seed"], index), target)
     save_npy(sample_path(_WORKER["out_dir"], split, sample_id), sample.data)
-    row = {"id": sample_id, "split": split, "target": target}
+    row = {"id": sample_id, "index": index, "split": split, "target": target}
     row.update(dict.fromkeys(PARAMETER_COLUMNS, math.nan))
     row.update({f"t_{d}": math.nan for d in DETECTORS})
     row.update({f"snr_{d}": 0.0 for d in DETECTORS})
@@ -240,14 +245,8 @@ def simulate(
     _write_csv(out / SAMPLE_SUBMISSION, test[["id"]].assign(target=0.5))
     _write_csv(out / TEST_LABELS, test[["id", "target"]])
     _write_csv(out / INJECTIONS, pd.concat([train, test]))
-    with atomic_path(out / PSD_FILE) as tmp, open(tmp, "wb") as fh:
-        np.savez(
-            fh,
-            frequencies=sim.frequencies,
-            psd=sim.psd,
-            sample_rate=SAMPLE_RATE,
-            detectors=np.array(DETECTORS),
-        )
+    # Columns (frequency, H1, L1, V1): the --psd file format, so a data set can be remade.
+    save_npy(out / PSD_FILE, np.column_stack([sim.frequencies, sim.psd.T]))
     write_json(
         out / SETTINGS_FILE,
         {
