@@ -1,0 +1,135 @@
+"""``g2res submit``: fold models x TTA -> per-run mean -> blend -> validated CSV."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from g2res.data.cache import Cache
+from g2res.data.layout import SAMPLE_SUBMISSION
+from g2res.ensemble import blend as blending
+from g2res.ensemble.predict import ModelLoader, find_run, predict_run, tta_transforms
+from g2res.ensemble.submission import make_submission, read_sample_submission, write_submission
+from g2res.utils import resolve_device
+
+
+def _run_names(paths: Sequence[Path]) -> list[str]:
+    names = [p.name for p in paths]
+    if len(set(names)) < len(names):
+        names = [str(p) for p in paths]
+    return names
+
+
+def find_sample_submission(cache: Cache, override: str | os.PathLike | None = None) -> Path:
+    """``override``, else ``sample_submission.csv`` in the data directory the cache came from."""
+    if override is not None:
+        return Path(override)
+    if cache.data_dir is None:
+        raise FileNotFoundError(
+            f"cache {cache.path} does not record its data directory; pass --sample-submission FILE"
+        )
+    path = cache.data_dir / SAMPLE_SUBMISSION
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} (from the data directory recorded in cache {cache.path}) does not exist; "
+            "pass --sample-submission FILE"
+        )
+    return path
+
+
+def submit(
+    runs: Sequence[str | os.PathLike],
+    cache: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    sample_submission: str | os.PathLike | None = None,
+    tta: Sequence[str] | None = None,
+    method: str = "mean",
+    weights: Sequence[float] | None = None,
+    fit_weights: bool = False,
+    fill_missing: float | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    load_model: ModelLoader | None = None,
+    log: Callable[[str], None] | None = print,
+) -> dict:
+    """Predict the cache's test split with every run and write the blended submission.
+
+    Each run contributes the mean probability of its fold models (each averaged
+    over the identity and the ``tta`` transforms). Runs are combined by ``method``
+    (``mean`` or ``rank``) with ``weights`` (default equal), or with weights fitted
+    on the runs' OOF predictions when ``fit_weights``. Every check (output file,
+    ids, OOF alignment) runs before the slow prediction. Returns a summary dict:
+    ``out``, ``runs``, ``weights``, ``oof`` (per-run and blend OOF AUC when every
+    run has ``oof.csv``), ``n_test``, ``n_filled``.
+    """
+    log = log or (lambda _msg: None)
+    out = Path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} already exists; pass --force to overwrite it")
+    if not runs:
+        raise ValueError("no runs given")
+    if method not in blending.METHODS:
+        raise ValueError(f"unknown blend {method!r}; choose from {list(blending.METHODS)}")
+    if weights is not None and fit_weights:
+        raise ValueError("give either weights or fit_weights, not both")
+    tta_transforms(tta)  # unknown names fail now, not after loading models
+    found = [find_run(r) for r in runs]
+    names = _run_names([r.path for r in found])
+    if weights is not None:
+        weights = blending._check_weights(weights, len(found))
+
+    cache = cache if isinstance(cache, Cache) else Cache(cache)
+    sample_path = find_sample_submission(cache, sample_submission)
+    sample = read_sample_submission(sample_path)
+    ids = cache.ids("test")
+    array = cache.array("test")
+    if len(ids) != len(array):
+        raise RuntimeError(f"cache {cache.path}: {len(ids)} test ids but {len(array)} samples")
+    make_submission(ids, np.zeros(len(ids)), sample, fill_missing)  # id checks, before predicting
+
+    oof = None
+    have_oof = all(r.oof_path.is_file() for r in found)
+    if fit_weights and not have_oof:
+        lacking = [str(r.oof_path) for r in found if not r.oof_path.is_file()]
+        raise FileNotFoundError(f"--fit-weights needs out-of-fold predictions: no {lacking[0]}")
+    if have_oof:
+        frames = [blending.read_oof(r.oof_path) for r in found]
+        _, y, p_oof = blending.align_oof(frames, names)
+        if fit_weights:
+            weights = blending.fit_weights(y, p_oof, method)
+        oof = blending.oof_report(y, p_oof, names, method, weights)
+
+    device = resolve_device(device)
+    preds = []
+    for run in found:
+        log(f"predicting {len(ids)} test samples with {run.name} ({len(run.checkpoints)} folds)")
+        preds.append(
+            predict_run(run, array, tta, batch_size, device, progress, load_model=load_model)
+        )
+    final = blending.blend(np.stack(preds, axis=1), method, weights)
+    df = make_submission(ids, final, sample, fill_missing)
+    write_submission(df, out, sample, force=force)
+    w = blending._check_weights(np.ones(len(found)) if weights is None else weights, len(found))
+    summary = {
+        "out": str(out),
+        "runs": dict(zip(names, [str(r.path) for r in found])),
+        "method": method,
+        "tta": [name for name, _ in tta_transforms(tta)],
+        "weights": dict(zip(names, w.tolist())),
+        "oof": oof,
+        "n_test": int(len(df)),
+        "n_filled": int(len(df) - len(ids)),
+    }
+    if oof is not None:
+        for name in names:
+            log(f"OOF AUC {name}: {oof['runs'][name]:.4f} (weight {summary['weights'][name]:.2f})")
+        what = "fitted-weight" if fit_weights else method
+        log(f"OOF AUC of the {what} blend: {oof['blend']:.4f}" + (" (in-sample)" * fit_weights))
+    log(f"wrote {out} ({len(df)} rows)")
+    return summary
