@@ -1,0 +1,179 @@
+"""``g2res simulate``: layout, truth, SNRs recomputed independently, reproducibility."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import lalsimulation
+import numpy as np
+import pandas as pd
+import pytest
+
+from g2res.cli import main
+from g2res.config import SimulateConfig
+from g2res.data.simulate import Simulator, sample_rng, simulate
+
+FS = 2048.0
+SMALL = SimulateConfig(n_train=12, n_test=6, snr=(8.0, 12.0))
+DETS = ("H1", "L1", "V1")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return simulate(tmp_path_factory.mktemp("sim") / "data", SMALL, seed=7, progress=False)
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_layout(dataset):
+    labels = pd.read_csv(dataset / "training_labels.csv", dtype={"id": str})
+    sub = pd.read_csv(dataset / "sample_submission.csv", dtype={"id": str})
+    truth = pd.read_csv(dataset / "truth/test_labels.csv", dtype={"id": str})
+    assert list(labels.columns) == ["id", "target"] and list(sub.columns) == ["id", "target"]
+    assert len(labels) == 12 and len(sub) == 6 and np.all(sub.target == 0.5)
+    assert labels.target.sum() == 6 and truth.target.sum() == 3  # balanced 50/50
+    assert list(truth.id) == list(sub.id)
+    ids = list(labels.id) + list(sub.id)
+    assert len(set(ids)) == 18 and all(re.fullmatch(r"[0-9a-f]{10}", i) for i in ids)
+    for split, split_ids in (("train", labels.id), ("test", sub.id)):
+        for i in split_ids:
+            x = np.load(dataset / split / i[0] / i[1] / i[2] / f"{i}.npy", allow_pickle=False)
+            assert x.shape == (3, 4096) and x.dtype == np.float64 and np.all(np.isfinite(x))
+            assert 1e-23 < x.std() < 1e-19  # strain, not whitened
+    assert len(list(dataset.rglob("*.npy"))) == 18 + 1  # + truth/psd.npy
+    inj = pd.read_csv(dataset / "truth/injections.csv", dtype={"id": str})
+    assert set(inj.id) == set(ids) and len(inj) == 18
+    noise = inj[inj.target == 0]
+    assert noise[["mass1", "distance", "merger_time", "t_H1"]].isna().all().all()
+    assert (noise[["snr_H1", "snr_L1", "snr_V1", "snr_network"]] == 0).all().all()
+    signal = inj[inj.target == 1]
+    assert signal.drop(columns=["split"]).notna().all().all()
+    assert signal.snr_network.between(8, 12).all()
+    assert signal.merger_time.between(1.5, 1.9).all()
+    assert (signal.mass1 >= signal.mass2).all() and signal.mass2.ge(7).all()
+    assert signal.mass1.le(50).all()
+
+
+def lal_design_psd(freqs: np.ndarray) -> np.ndarray:
+    """Reference: lalsimulation's curves called directly (flat below 10 Hz as documented)."""
+    f = np.maximum(freqs, 10.0)
+    ligo = np.array([lalsimulation.SimNoisePSDaLIGOZeroDetHighPower(x) for x in f])
+    virgo = np.array([lalsimulation.SimNoisePSDAdvVirgo(x) for x in f])
+    return np.stack([ligo, ligo, virgo])
+
+
+def check_snrs(root: Path, config: SimulateConfig, seed: int, psd: np.ndarray) -> int:
+    """Regenerate each injection from its index, check it is what was written, and
+    recompute the optimal SNR with numpy's FFT; returns the number checked."""
+    inj = pd.read_csv(root / "truth/injections.csv", dtype={"id": str})
+    sim = Simulator(config)
+    freqs = np.fft.rfftfreq(4096, 1 / FS)
+    band = freqs >= 20.0
+    checked = 0
+    for row in inj[inj.target == 1].itertuples():
+        sample = sim.make_sample(sample_rng(seed, row.index), 1)
+        x = np.load(root / row.split / row.id[0] / row.id[1] / row.id[2] / f"{row.id}.npy")
+        assert np.array_equal(x, sample.data)
+        hf = np.fft.rfft(sample.signal, axis=-1)[:, band] / FS
+        snr = np.sqrt(4 * (FS / 4096) * np.sum(np.abs(hf) ** 2 / psd[:, band], axis=-1))
+        recorded = np.array([getattr(row, f"snr_{d}") for d in DETS])
+        np.testing.assert_allclose(snr, recorded, rtol=0.02)
+        np.testing.assert_allclose(np.sqrt(np.sum(snr**2)), row.snr_network, rtol=0.02)
+        # The signal is really in the data: data - noise is the signal.
+        np.testing.assert_allclose(x - sample.noise, sample.signal, atol=1e-30)
+        checked += 1
+    return checked
+
+
+def test_optimal_snr_recomputed(dataset):
+    psd = lal_design_psd(np.fft.rfftfreq(4096, 1 / FS))
+    recorded = np.load(dataset / "truth/psd.npy", allow_pickle=False)
+    np.testing.assert_allclose(recorded[:, 1:].T, psd, rtol=1e-12)
+    assert check_snrs(dataset, SMALL, 7, psd) == 9
+
+
+def test_user_psd_file(tmp_path):
+    """A PSD unlike the design: SNRs follow it, and the truth records it."""
+    f = np.arange(0, 1024.5, 0.5)  # the window's rfft grid: no interpolation involved
+    fs = np.maximum(f, 1.0)
+    table = np.column_stack(
+        [f, 3e-46 * (1 + (40 / fs) ** 4), 1e-46 * (100 / fs) ** 2 + 5e-47, np.full_like(f, 2e-46)]
+    )
+    path = tmp_path / "psd.txt"
+    np.savetxt(path, table)
+    cfg = SimulateConfig(n_train=4, n_test=0, psd=str(path), approximant="IMRPhenomD")
+    out = simulate(tmp_path / "data", cfg, seed=3, progress=False)
+    recorded = np.load(out / "truth/psd.npy", allow_pickle=False)
+    np.testing.assert_allclose(recorded[1:], table[1:], rtol=1e-9)
+    psd = table[:, 1:].T.copy()
+    psd[:, 0] = psd[:, 1]  # the 0-Hz row is outside the SNR band anyway
+    assert check_snrs(out, cfg, 3, psd) == 2
+
+
+def test_arrival_times(dataset):
+    inj = pd.read_csv(dataset / "truth/injections.csv").query("target == 1")
+    assert (np.abs(inj.t_H1 - inj.t_L1) <= 0.0101).all()  # H1-L1 light travel time: 10 ms
+    for d in DETS:
+        assert (np.abs(inj[f"t_{d}"] - inj.merger_time) <= 0.0214).all()  # Earth radius / c
+
+
+def test_same_seed_same_bytes_any_workers(dataset, tmp_path):
+    two = simulate(tmp_path / "two", SimulateConfig(**{**vars(SMALL), "workers": 2}), seed=7,
+                   progress=False)  # fmt: skip
+    a, b = digest(dataset), digest(two)
+    a.pop("truth/simulate.json"), b.pop("truth/simulate.json")  # records the worker count
+    assert a == b
+    other = simulate(tmp_path / "other", SMALL, seed=8, progress=False)
+    c = digest(other)
+    assert not set(a.values()) & {
+        v for k, v in c.items() if k.endswith(".npy") and "truth" not in k
+    }
+
+
+def test_refuses_non_empty_dir_and_force_replaces(tmp_path):
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    tiny = SimulateConfig(n_train=2, n_test=2)
+    with pytest.raises(FileExistsError, match="--force"):
+        simulate(out, tiny, progress=False)
+    simulate(out, tiny, seed=1, force=True, progress=False)
+    first = set(digest(out))
+    simulate(out, tiny, seed=2, force=True, progress=False)
+    second = set(digest(out))
+    assert (out / "notes.txt").read_text() == "mine"  # not ours: kept
+    assert len([p for p in second if p.startswith("train/")]) == 2  # old samples removed
+    assert first != second
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        (dict(psd="no_such_psd.txt"), FileNotFoundError, "no_such_psd.txt"),
+        (dict(approximant="NoSuchWave"), ValueError, "NoSuchWave"),
+        (dict(snr=(5.0, 2.0)), ValueError, "snr"),
+        (dict(merger_window=(1.5, 2.5)), ValueError, "merger_window"),
+        (dict(signal_fraction=1.5), ValueError, "signal_fraction"),
+    ],
+)
+def test_bad_settings_fail_before_writing(tmp_path, change, error, message):
+    out = tmp_path / "data"
+    with pytest.raises(error, match=message):
+        simulate(out, SimulateConfig(n_train=2, n_test=2, **change), progress=False)
+    assert not out.exists()
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = ["simulate", str(out), "--n-train", "4", "--n-test", "2", "--seed", "5", "--quiet"]
+    assert main(argv + ["--approximant", "IMRPhenomD", "--snr", "6", "7"]) == 0
+    inj = pd.read_csv(out / "truth/injections.csv").query("target == 1")
+    assert len(inj) == 3 and inj.snr_network.between(6, 7).all()
