@@ -16,6 +16,7 @@ from g2res.config import (
     ConfigError,
     PreprocessConfig,
     SimulateConfig,
+    SubmitConfig,
     load_config,
 )
 
@@ -207,8 +208,179 @@ def _run_preprocess(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- submit
+def _add_submit(sub) -> None:
+    d = SubmitConfig()
+    p = sub.add_parser(
+        "submit",
+        formatter_class=_Formatter,
+        help="ensemble trained runs into a validated submission.csv",
+        description=(
+            "Predict the test split of a cache with every fold model of every RUN (each\n"
+            "averaged over the identity and the --tta transforms), average the folds of a\n"
+            "run, blend the runs, check the result against sample_submission.csv (same ids,\n"
+            "same order, finite probabilities in [0, 1]) and write it atomically.\n"
+            "With OOF predictions (oof.csv) in every run, the OOF AUC of each run and of\n"
+            "the blend is reported."
+        ),
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories of g2res cv-train")
+    p.add_argument(
+        "--cache", default=None, help="cache whose test split is predicted (default: first RUN's)"
+    )
+    p.add_argument("--out", default="submission.csv", help="submission file to write")
+    p.add_argument(
+        "--sample-submission",
+        metavar="FILE",
+        default=None,
+        help="ids and order to follow (default: sample_submission.csv of the cache's data)",
+    )
+    p.add_argument(
+        "--tta",
+        nargs="*",
+        default=list(d.tta),
+        metavar="NAME",
+        help="test-time augmentations averaged with the identity: swap_h1l1, sign_flip",
+    )
+    p.add_argument(
+        "--blend",
+        default=d.blend,
+        choices=["mean", "rank"],
+        help="mean of probabilities, or mean of ranks/n (order only)",
+    )
+    w = p.add_mutually_exclusive_group()
+    w.add_argument(
+        "--weights", type=float, nargs="+", metavar="W", help="one non-negative weight per RUN"
+    )
+    w.add_argument(
+        "--fit-weights",
+        action="store_true",
+        help="fit weights maximising the blend's OOF AUC (an in-sample figure)",
+    )
+    p.add_argument(
+        "--fill-missing",
+        type=float,
+        default=None,
+        metavar="VALUE",
+        help="probability written for sample ids absent from the cache (e.g. files dropped "
+        "by preprocess --skip-bad); without it such ids are an error",
+    )
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per batch")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the summary as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_submit)
+
+
+def _run_submit(args) -> int:
+    from g2res.ensemble.submit import submit
+    from g2res.utils import write_json
+
+    summary = submit(
+        args.runs,
+        args.cache,
+        args.out,
+        sample_submission=args.sample_submission,
+        tta=args.tta,
+        method=args.blend,
+        weights=args.weights,
+        fit_weights=args.fit_weights,
+        fill_missing=args.fill_missing,
+        batch_size=args.batch_size,
+        device=args.device,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    if args.json:
+        write_json(args.json, summary)
+    return 0
+
+
+# ---------------------------------------------------------------------------- evaluate
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        formatter_class=_Formatter,
+        help="score a submission against known test labels",
+        description=(
+            "Score SUBMISSION (id,target) against LABELS (id,target, e.g. a simulation's\n"
+            "truth/test_labels.csv) with the metrics of cv-train; with --injections, the\n"
+            "detection efficiency per SNR bin at a fixed false-positive rate."
+        ),
+    )
+    p.add_argument("submission", metavar="SUBMISSION", help="submission CSV (id,target)")
+    p.add_argument("--labels", required=True, metavar="CSV", help="true labels (id,target)")
+    p.add_argument(
+        "--injections",
+        metavar="CSV",
+        default=None,
+        help="injection table with snr_network per id (simulate's truth/injections.csv)",
+    )
+    p.add_argument("--plots", metavar="DIR", default=None, help="write figures into DIR")
+    p.add_argument(
+        "--fpr", type=float, default=0.01, help="false-positive rate fixing the threshold"
+    )
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    from g2res.ensemble.evaluate import evaluate, format_report
+    from g2res.utils import write_json
+
+    result = evaluate(
+        args.submission, args.labels, injections=args.injections, plots=args.plots, fpr=args.fpr
+    )
+    print(format_report(result))
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
+
+# ---------------------------------------------------------------------------- run
+def _add_run(sub) -> None:
+    p = sub.add_parser(
+        "run",
+        formatter_class=_Formatter,
+        help="the whole pipeline from one recipe: simulate ... evaluate",
+        description=(
+            "Run simulate -> preprocess -> cv-train -> submit -> evaluate from one recipe\n"
+            "in WORKDIR (data/, cache/, runs/NAME/, submission.csv, evaluation.json).\n"
+            "Complete steps are skipped and interrupted ones resume: run the same command\n"
+            "again to continue. A recipe with data_dir (or cache) set uses that data\n"
+            "instead of simulating (or preprocessing)."
+        ),
+    )
+    p.add_argument("recipe", metavar="RECIPE", help="recipe YAML, e.g. pipelines/quickstart.yaml")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override any recipe field, e.g. train.epochs=2 simulate.n_train=500",
+    )
+    p.add_argument("--out", required=True, metavar="WORKDIR", help="work directory")
+    p.add_argument("--seed", type=int, default=None, help="seed for every random choice")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: recipe)")
+    p.add_argument("--force", action="store_true", help="start every step over")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_run)
+
+
+def _run_run(args) -> int:
+    from g2res.pipeline import run_pipeline
+
+    cfg = load_config(args.recipe, args.overrides)
+    if args.seed is not None:
+        cfg = cfg.replace({"seed": args.seed})
+    if args.device is not None:
+        cfg = cfg.replace({"device": args.device})
+    run_pipeline(cfg, args.out, force=args.force, progress=not args.quiet)
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
-COMMANDS = [_add_simulate, _add_preprocess]
+COMMANDS = [_add_simulate, _add_preprocess, _add_submit, _add_evaluate, _add_run]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,7 +42,7 @@ def find_sample_submission(cache: Cache, override: str | os.PathLike | None = No
 
 def submit(
     runs: Sequence[str | os.PathLike],
-    cache: str | os.PathLike,
+    cache: str | os.PathLike | Cache | None,
     out: str | os.PathLike,
     *,
     sample_submission: str | os.PathLike | None = None,
@@ -63,7 +63,8 @@ def submit(
     Each run contributes the mean probability of its fold models (each averaged
     over the identity and the ``tta`` transforms). Runs are combined by ``method``
     (``mean`` or ``rank``) with ``weights`` (default equal), or with weights fitted
-    on the runs' OOF predictions when ``fit_weights``. Every check (output file,
+    on the runs' OOF predictions when ``fit_weights``. ``cache`` None: the cache
+    named in the first run's ``config.yaml``. Every check (output file,
     ids, OOF alignment) runs before the slow prediction. Returns a summary dict:
     ``out``, ``runs``, ``weights``, ``oof`` (per-run and blend OOF AUC when every
     run has ``oof.csv``), ``n_test``, ``n_filled``.
@@ -84,6 +85,10 @@ def submit(
     if weights is not None:
         weights = blending._check_weights(weights, len(found))
 
+    if cache is None:
+        cache = found[0].config().cache if found[0].config_path.is_file() else None
+        if cache is None:
+            raise ValueError(f"no --cache given and {found[0].config_path} names none")
     cache = cache if isinstance(cache, Cache) else Cache(cache)
     sample_path = find_sample_submission(cache, sample_submission)
     sample = read_sample_submission(sample_path)

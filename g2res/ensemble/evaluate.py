@@ -1,0 +1,133 @@
+"""``g2res evaluate``: score a submission against known test labels.
+
+Uses the metrics of ``g2res cv-train`` (:mod:`g2res.train.metrics`) so the numbers
+are comparable with the out-of-fold figures; adds detection efficiency versus
+injected SNR when the simulator's ``truth/injections.csv`` is given.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from g2res.ensemble.submission import (
+    COLUMNS,
+    SubmissionError,
+    read_csv_ids,
+)
+
+SNR_COLUMNS = ("snr_network", "snr")  # first one present is used
+
+
+def align_labels(sub: pd.DataFrame, labels: pd.DataFrame, name: str = "submission") -> np.ndarray:
+    """Targets of ``labels`` in the order of ``sub``; both must hold the same unique ids."""
+    if list(sub.columns) != COLUMNS:
+        raise SubmissionError(f"{name}: columns must be exactly {COLUMNS}, got {list(sub.columns)}")
+    if "target" not in labels.columns:
+        raise SubmissionError(f"labels have no 'target' column (columns: {list(labels.columns)})")
+    for what, df in ((name, sub), ("labels", labels)):
+        if df["id"].duplicated().any():
+            raise SubmissionError(f"{what}: ids appear more than once")
+    truth = labels.set_index("id")["target"]
+    missing = sub.loc[~sub["id"].isin(truth.index), "id"]
+    if len(missing):
+        raise SubmissionError(
+            f"{name}: {len(missing)} id(s) have no label, e.g. {missing.iloc[0]!r}; "
+            "are these the labels of this test set?"
+        )
+    unscored = truth.index.difference(pd.Index(sub["id"]))
+    if len(unscored):
+        raise SubmissionError(
+            f"{name}: {len(unscored)} labelled id(s) are not predicted, e.g. {unscored[0]!r}"
+        )
+    p = pd.to_numeric(sub["target"], errors="coerce").to_numpy(np.float64)
+    if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+        raise SubmissionError(f"{name}: targets must be finite numbers in [0, 1]")
+    return truth.loc[sub["id"]].to_numpy()
+
+
+def read_snr(injections: str | os.PathLike, ids: pd.Series) -> np.ndarray:
+    """Network optimal SNR of each id in ``ids`` from an injections table (0 for noise)."""
+    table = read_csv_ids(injections, "injections table")
+    col = next((c for c in SNR_COLUMNS if c in table.columns), None)
+    if col is None:
+        raise ValueError(f"{injections}: no SNR column (looked for {list(SNR_COLUMNS)})")
+    table = table.drop_duplicates("id").set_index("id")
+    missing = ids[~ids.isin(table.index)]
+    if len(missing):
+        raise ValueError(f"{injections}: {len(missing)} id(s) missing, e.g. {missing.iloc[0]!r}")
+    return table.loc[ids, col].fillna(0.0).to_numpy(np.float64)
+
+
+def evaluate(
+    submission: str | os.PathLike,
+    labels: str | os.PathLike,
+    injections: str | os.PathLike | None = None,
+    plots: str | os.PathLike | None = None,
+    fpr: float = 0.01,
+) -> dict:
+    """Metrics of ``submission`` against ``labels`` (id,target CSV).
+
+    Returns ``{"n", "metrics": classification_metrics(...), "efficiency": table or
+    None, "plots": [paths]}``. ``efficiency`` is the fraction of signals above the
+    threshold that gives false-positive rate ``fpr`` on the noise samples, per SNR bin.
+    """
+    from g2res.train import metrics as m
+
+    sub = read_csv_ids(submission, "submission")
+    truth = read_csv_ids(labels, "labels")
+    y = align_labels(sub, truth, name=str(submission)).astype(np.int64)
+    p = sub["target"].to_numpy(np.float64)
+    result: dict = {"n": int(len(y)), "metrics": m.classification_metrics(y, p)}
+    result["efficiency"] = None
+    snr = None
+    if injections is not None:
+        snr = read_snr(injections, sub["id"])
+        eff = m.efficiency_vs_snr(y, p, snr, fpr=fpr)
+        result["efficiency"] = _plain(eff)
+    result["plots"] = []
+    if plots is not None:
+        result["plots"] = [str(f) for f in _make_plots(Path(plots), y, p, snr, fpr)]
+    return result
+
+
+def _plain(obj):
+    if isinstance(obj, pd.DataFrame):
+        return obj.to_dict(orient="records")
+    return obj
+
+
+def _make_plots(out: Path, y, p, snr, fpr) -> list[Path]:
+    from g2res.train import plots as pl
+
+    out.mkdir(parents=True, exist_ok=True)
+    return list(pl.evaluation_plots(out, y, p, snr=snr, fpr=fpr))
+
+
+def format_report(result: dict) -> str:
+    """The result of :func:`evaluate` as a short text table."""
+    lines = [f"{'samples':<24}{result['n']}"]
+    for key, value in result["metrics"].items():
+        if isinstance(value, (int, float)):
+            lines.append(
+                f"{key:<24}{value:.4f}" if isinstance(value, float) else f"{key:<24}{value}"
+            )
+    eff = result.get("efficiency")
+    if eff:
+        lines.append("efficiency vs network SNR:")
+        rows = eff if isinstance(eff, list) else [eff]
+        keys = list(rows[0])
+        lines.append("  " + "  ".join(f"{k:>12}" for k in keys))
+        for row in rows:
+            lines.append(
+                "  "
+                + "  ".join(
+                    f"{v:>12.3f}" if isinstance(v, float) else f"{v!s:>12}" for v in row.values()
+                )
+            )
+    for f in result.get("plots", []):
+        lines.append(f"plot: {f}")
+    return "\n".join(lines)
