@@ -189,3 +189,22 @@ def test_submit_refuses_before_predicting(two_runs, fake_cache, tmp_path):
     (two_runs[1] / "oof.csv").unlink()
     with pytest.raises(FileNotFoundError, match="--fit-weights needs"):
         submit(two_runs, cache, tmp_path / "u.csv", fit_weights=True, fill_missing=0.5, **kw)
+
+
+def test_submit_command_line(two_runs, fake_cache, tmp_path, monkeypatch, capsys):
+    from g2res import cli
+    from g2res.ensemble import predict
+
+    monkeypatch.setattr(predict, "load_checkpoint_model", load_fake)
+    out = tmp_path / "sub.csv"
+    argv = ["submit", *map(str, two_runs), "--cache", str(fake_cache["cache"]), "--out", str(out)]
+    argv += ["--tta", "swap_h1l1", "--fit-weights", "--device", "cpu", "-q"]
+    assert cli.main([*argv, "--json", str(tmp_path / "s.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "OOF AUC a:" in printed and "OOF AUC of the fitted-weight blend" in printed
+    sample = read_sample_submission(fake_cache["data"] / "sample_submission.csv")
+    read_submission(out, sample)
+    assert cli.main(argv) == 1  # exists, no --force
+    assert "--force" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --weights and --fit-weights exclude each other
+        cli.main([*argv, "--weights", "1", "1"])
