@@ -58,9 +58,9 @@ def _cache_complete(cache: Path) -> bool:
         c = Cache(cache)
     except CacheError:
         return False
-    return (
-        c.manifest.get("complete", True) and c.has_split("train") and c.has_split("test")
-    ) is True
+    # preprocess keeps its unfinished work in .partial/ until the very end.
+    finished = not (cache / ".partial").exists()
+    return finished and c.has_split("train") and c.has_split("test")
 
 
 def _run_complete(run: Path) -> bool:
