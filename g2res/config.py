@@ -54,6 +54,7 @@ class PreprocessConfig:
     window_alpha: float = 0.2  # Tukey shape parameter
     fmin: float = 20.0  # Hz, bandpass low edge
     fmax: float = 500.0  # Hz, bandpass high edge
+    filter_order: int = 8  # Butterworth order of the zero-phase bandpass
     dtype: str = "float32"  # float32 | float16
     batch_size: int = 1024  # samples per batch
     workers: int = 4  # threads reading files
