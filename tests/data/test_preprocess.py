@@ -1,0 +1,151 @@
+"""``g2res preprocess``: cache contents, physics of the output, resume, --force, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from g2res.cli import main
+from g2res.config import PreprocessConfig
+from g2res.data.cache import Cache, CacheDataset
+from g2res.data.layout import sample_path
+from g2res.data.preprocess import OUTPUTS, preprocess
+from g2res.signal import welch
+from g2res.signal.reference import coloured_noise, whiten_reference
+
+FS = 2048.0
+CFG = PreprocessConfig(batch_size=8, workers=2)
+
+
+def noise_psd(f):
+    f = np.maximum(f, 10.0)
+    return 1e-46 * ((f / 40.0) ** -4 + 1 + (f / 300.0) ** 2)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """40 train (1 in 4 labelled 1, noise only) + 12 test samples of coloured noise."""
+    root = tmp_path_factory.mktemp("g2net") / "data"
+    rng = np.random.default_rng(3)
+    n_train, n_test = 40, 12
+    ids = [f"{i:03x}{rng.integers(16**7):07x}" for i in range(n_train + n_test)]
+    data = coloured_noise(rng, noise_psd, (n_train + n_test, 3, 4096), FS)
+    for k, sample_id in enumerate(ids):
+        path = sample_path(root, "train" if k < n_train else "test", sample_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, data[k])
+    labels = (np.arange(n_train) % 4 == 0).astype(int)
+    rows = "".join(f"{i},{t}\n" for i, t in zip(ids[:n_train], labels))
+    (root / "training_labels.csv").write_text("id,target\n" + rows)
+    rows = "".join(f"{i},0\n" for i in ids[n_train:])
+    (root / "sample_submission.csv").write_text("id,target\n" + rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache_dir(data_dir, tmp_path_factory):
+    return preprocess(data_dir, tmp_path_factory.mktemp("c") / "cache", CFG, progress=False)
+
+
+def snapshot(path):
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+def test_cache_contents(data_dir, cache_dir):
+    cache = Cache(cache_dir)
+    m = cache.manifest
+    assert m["sample_rate"] == FS and m["data_dir"] == str(data_dir.resolve())
+    assert m["counts"]["train"] == 40 and m["counts"]["test"] == 12 and m["counts"]["bad"] == 0
+    assert m["counts"]["train_positive"] == 10
+    assert m["psd"]["n_samples"] == 30  # label-0 samples only
+    assert len(m["checksums"]["training_labels.csv"]) == 64
+    assert m["settings"]["fmin"] == 20.0 and m["version"]
+    x = cache.array("train")
+    assert isinstance(x, np.memmap) and x.shape == (40, 3, 4096) and x.dtype == np.float32
+    rows = (data_dir / "training_labels.csv").read_text().split()[1:]
+    assert cache.ids("train") == [r.split(",")[0] for r in rows]
+    assert cache.labels().dtype == np.int8 and cache.labels().sum() == 10
+    assert cache.psd["psd"].shape == (3, 513) and float(cache.psd["sample_rate"]) == FS
+    ds = CacheDataset(cache_dir, "test")
+    xb, yb = ds[3]
+    assert xb.shape == (3, 4096) and xb.dtype == torch.float32 and torch.isnan(yb)
+    assert not (cache_dir / ".partial").exists()
+
+
+def test_psd_and_output_physics(data_dir, cache_dir):
+    """The stored PSD recovers the noise PSD; each sample equals the numpy reference."""
+    cache = Cache(cache_dir)
+    f, psd = cache.psd["frequencies"], cache.psd["psd"]
+    band = (f >= 20) & (f <= 500)
+    ratio = psd[:, band].mean(0) / noise_psd(f[band])
+    assert np.abs(ratio - 1).max() < 0.25 and abs(ratio.mean() - 1) < 0.05
+    sample_id = cache.ids("test")[5]
+    raw = np.load(sample_path(data_dir, "test", sample_id))
+    ref = whiten_reference(raw, f, psd, FS, 0.2, 20.0, 500.0, 8)
+    assert np.abs(cache.array("test")[5] - ref).max() < 1e-4 * np.abs(ref).max()
+    # Whitened, bandpassed noise: flat in band at the white level 2 / sample_rate.
+    x = torch.from_numpy(np.asarray(cache.array("train"))[..., 600:-600].astype(np.float64))
+    fw, pw = welch(x, FS, average="mean")
+    level = pw.mean((0, 1)) * FS / 2
+    passband = (fw >= 40) & (fw <= 400)
+    assert torch.all((level[passband] - 1).abs() < 0.2)
+
+
+def test_interrupt_and_resume_is_byte_identical(data_dir, cache_dir, tmp_path):
+    out = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        preprocess(data_dir, out, CFG, progress=False, _interrupt_after=3)
+    assert (out / ".partial" / "state.json").is_file() and not (out / "manifest.json").exists()
+    state = json.loads((out / ".partial" / "state.json").read_text())
+    assert state["done"] == {"train": 24, "test": 0}
+    with pytest.raises(KeyboardInterrupt):  # second interruption, in the test split
+        preprocess(data_dir, out, CFG, progress=False, _interrupt_after=3)
+    preprocess(data_dir, out, CFG, progress=False)
+    assert snapshot(out) == snapshot(cache_dir)
+
+
+def test_existing_outputs(data_dir, cache_dir, tmp_path, capsys):
+    assert preprocess(data_dir, cache_dir, CFG, progress=True) == cache_dir
+    assert "already complete" in capsys.readouterr().out
+    with pytest.raises(FileExistsError, match="other data or settings"):
+        preprocess(data_dir, cache_dir, PreprocessConfig(fmin=30.0), progress=False)
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="did not write"):
+        preprocess(data_dir, user, CFG, progress=False)
+    # An interrupted run with other settings is not silently mixed in.
+    out = tmp_path / "c2"
+    with pytest.raises(KeyboardInterrupt):
+        preprocess(data_dir, out, CFG, progress=False, _interrupt_after=1)
+    with pytest.raises(FileExistsError, match="interrupted run"):
+        preprocess(data_dir, out, PreprocessConfig(batch_size=8, fmax=400.0), progress=False)
+    forced = preprocess(
+        data_dir, out, PreprocessConfig(batch_size=8, fmax=400.0, dtype="float16"), force=True
+    )
+    assert Cache(forced).manifest["settings"]["fmax"] == 400.0
+    assert np.load(forced / "train.npy", mmap_mode="r").dtype == np.float16
+    assert set(p.name for p in forced.iterdir()) <= set(OUTPUTS)
+
+
+def test_psd_from_file_and_test_only(data_dir, cache_dir, tmp_path):
+    """A test-only data set with --psd-source from a cache's psd.npz gives identical test data."""
+    only = tmp_path / "only_test"
+    only.mkdir()
+    (only / "sample_submission.csv").write_text((data_dir / "sample_submission.csv").read_text())
+    (only / "test").symlink_to(data_dir / "test")
+    cfg = PreprocessConfig(batch_size=8, psd_source=str(cache_dir / "psd.npz"))
+    out = preprocess(only, tmp_path / "cache", cfg, progress=False)
+    assert (out / "test.npy").read_bytes() == (cache_dir / "test.npy").read_bytes()
+    assert not (out / "train.npy").exists()
+    with pytest.raises(FileNotFoundError, match="needs training samples"):
+        preprocess(only, tmp_path / "c3", PreprocessConfig(), progress=False)
+
+
+def test_cli(data_dir, cache_dir, tmp_path, capsys):
+    out = tmp_path / "cli_cache"
+    assert main(["preprocess", str(data_dir), "--out", str(out), "--batch-size", "8", "-q"]) == 0
+    assert snapshot(out) == snapshot(cache_dir)
+    bad = main(["preprocess", str(tmp_path / "nowhere"), "--out", str(out), "-q"])
+    assert bad == 1 and "does not exist" in capsys.readouterr().err
