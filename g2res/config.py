@@ -36,7 +36,7 @@ class SimulateConfig:
     approximant: str = "IMRPhenomXPHM"  # lalsimulation approximant
     psd: str | None = None  # PSD file (frequency + one PSD column per detector); None: design
     merger_window: tuple[float, float] = (1.5, 1.9)  # s, merger time range in the 2-s window
-    mass_range: tuple[float, float] = (7.0, 50.0)  # solar masses, source component masses
+    mass_range: tuple[float, float] = (7.0, 50.0)  # solar masses, detector-frame component masses
     workers: int = 1  # processes
 
 
