@@ -115,5 +115,6 @@ class CacheDataset(Dataset):
         if self._array is None:
             self._array = self.cache.array(self.split)
         j = self.indices[i]
-        x = torch.from_numpy(np.asarray(self._array[j], dtype=np.float32))
+        # A copy: float32 caches would otherwise hand torch a read-only memmap view.
+        x = torch.from_numpy(np.array(self._array[j], dtype=np.float32))
         return x, torch.tensor(self.labels[j])
