@@ -122,6 +122,30 @@ class SubmitConfig:
 
 
 @dataclass
+class InjectionConfig:
+    """Training on signals injected on the fly (``g2res pretrain``, ``mode: mix``).
+
+    Signals come from a waveform pool (``g2res waveforms``), are projected with random
+    sky position and polarisation, conditioned like the cache and scaled to a network
+    SNR; noise comes from the cache's label-0 training samples or is Gaussian.
+    """
+
+    mode: str = "off"  # off | pretrain (g2res pretrain) | mix (cv-train mixes in injected batches)
+    pool: str | None = None  # waveform pool directory
+    noise: str = "cache"  # cache (label-0 training rows) | gaussian (coloured by the cache PSD)
+    snr: tuple[float, float] = (4.0, 20.0)  # network SNR range (conditioned, whitened norm)
+    snr_distribution: str = "uniform"  # uniform | loguniform | volume (p ~ snr^-4)
+    curriculum_snr: tuple[float, float] | None = None  # start range, annealed to snr
+    curriculum_steps: int = 0  # steps over which curriculum_snr moves to snr
+    rate: float = 0.5  # fraction of injected samples holding a signal
+    merger_window: tuple[float, float] = (1.4, 1.95)  # s, geocentre merger time in the window
+    steps: int = 10000  # pretraining optimiser steps
+    lr: float | None = None  # pretraining learning rate; None: train.lr
+    mix_fraction: float = 0.5  # mode mix: fraction of each batch that is injected
+    eval_every: int = 500  # steps between validations on the labelled data (pretrain)
+
+
+@dataclass
 class Config:
     """A whole recipe."""
 
@@ -138,6 +162,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     cv: CVConfig = field(default_factory=CVConfig)
     submit: SubmitConfig = field(default_factory=SubmitConfig)
+    injection: InjectionConfig = field(default_factory=InjectionConfig)
 
     def to_dict(self) -> dict:
         return _to_plain(dataclasses.asdict(self))

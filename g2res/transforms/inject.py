@@ -1,0 +1,495 @@
+"""On-the-fly injection of simulated BBH signals into noise, batched on any device.
+
+A training batch is built from a waveform pool (:mod:`g2res.data.pool`) and noise:
+
+1. sky position (ra uniform, sin(dec) uniform), polarisation angle (uniform in
+   [0, pi)), geocentre merger time (uniform in ``merger_window`` s) and network SNR
+   (:class:`SNRSchedule`) are drawn per sample;
+2. :class:`DetectorProjection` computes F+, Fx and the delays from the geocentre for
+   H1, L1, V1 in torch from the lal detector tensors and positions (buffers);
+3. :class:`SignalInjector` projects h+, hx on each detector in the frequency domain,
+   moving the peak to ``merger_time + delay`` by a linear phase (any fraction of a
+   sample), crops the 2-s window, conditions it exactly as ``g2res preprocess`` did
+   the cache (Tukey taper, whitening by the cache's PSD, zero-phase bandpass; the
+   :class:`g2res.signal.WhitenBandpass` module), and scales it so the whitened norm,
+   sqrt(sum_t y^2) summed over detectors, equals the drawn network SNR. For Gaussian
+   noise of the PSD this norm is the optimal SNR sqrt(4 df sum |h~|^2 / S) restricted
+   to the taper and the pass band (a few % below the full-band value);
+4. noise is :class:`CacheNoise` (label-0 training samples of the cache) or
+   :class:`GaussianNoise` (coloured by the cache's PSD, conditioned the same way);
+5. a fraction ``rate`` of the samples gets a signal (target 1).
+
+Time slides on cached noise. Cached samples were tapered (Tukey) before whitening,
+so a circular shift would move the quiet, tapered ends into the window and make noise
+the network can tell apart. Instead each detector's row is taken from a different
+label-0 sample (three distinct samples per injection), which is a time slide by
+whole multiples of the 2-s window: far beyond the 10-27 ms light travel time, so the
+noise is uncorrelated between detectors, yet every taper stays in place. Each row is
+also time-reversed and sign-flipped with probability 1/2 (whitening and bandpass are
+zero-phase and the taper symmetric, so both keep the noise statistics), giving
+n^3 * 64 combinations of n noise samples: each batch is new noise.
+
+Every random choice of batch ``step`` comes from a generator seeded by (seed, step),
+so a run is reproducible and resumable and the same on CPU and GPU (up to rounding).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from g2res import DETECTORS, N_SAMPLES, SAMPLE_RATE
+from g2res.signal import WhitenBandpass, interpolate_psd
+
+__all__ = [
+    "DetectorProjection",
+    "SNRSchedule",
+    "SignalInjector",
+    "CacheNoise",
+    "GaussianNoise",
+    "InjectionBatches",
+    "draw_sources",
+    "batch_rng",
+    "MAX_DELAY",
+]
+
+C_SI = 299792458.0  # m/s
+EARTH_RADIUS = 6.4e6  # m, a bound on every detector's distance from the geocentre
+MAX_DELAY = EARTH_RADIUS / C_SI  # s, largest |arrival - geocentre arrival| (~21 ms)
+GPS_REFERENCE = 1238166018.0  # s, as the simulator; ra uniform makes the choice irrelevant
+
+
+def _gmst(gps: float) -> float:
+    import lal
+
+    return float(lal.GreenwichMeanSiderealTime(lal.LIGOTimeGPS(gps)))
+
+
+class DetectorProjection(nn.Module):
+    """Antenna patterns and geocentre delays of ground detectors, batched in torch.
+
+    Buffers: ``response`` (d, 3, 3) lal detector tensors, ``location`` (d, 3) m
+    (Earth-fixed). Angles in rad; ``gmst`` is the Greenwich mean sidereal time (rad).
+    Same formulas as lal's ``ComputeDetAMResponse`` and ``TimeDelayFromEarthCenter``.
+    """
+
+    def __init__(self, detectors: Sequence[str] = DETECTORS):
+        super().__init__()
+        import lal
+
+        self.detectors = tuple(detectors)
+        dets = [lal.cached_detector_by_prefix[d] for d in self.detectors]
+        self.register_buffer(
+            "response", torch.tensor(np.stack([d.response for d in dets]), dtype=torch.float64)
+        )
+        self.register_buffer(
+            "location", torch.tensor(np.stack([d.location for d in dets]), dtype=torch.float64)
+        )
+
+    def _basis(self, ra, dec, psi, gmst):
+        gha = gmst - ra
+        cg, sg = torch.cos(gha), torch.sin(gha)
+        cd, sd = torch.cos(dec), torch.sin(dec)
+        cp, sp = torch.cos(psi), torch.sin(psi)
+        x = torch.stack([-cp * sg - sp * cg * sd, -cp * cg + sp * sg * sd, sp * cd], -1)
+        y = torch.stack([sp * sg - cp * cg * sd, sp * cg + cp * sg * sd, cp * cd], -1)
+        return x, y
+
+    def antenna_patterns(self, ra, dec, psi, gmst) -> tuple[torch.Tensor, torch.Tensor]:
+        """F+ and Fx, each (b, d), for ra, dec, psi (b,) rad and gmst (rad, scalar or (b,))."""
+        ra, dec, psi = (torch.as_tensor(v, dtype=torch.float64, device=self.response.device)
+                        for v in (ra, dec, psi))  # fmt: skip
+        gmst = torch.as_tensor(gmst, dtype=torch.float64, device=ra.device)
+        x, y = self._basis(ra, dec, psi, gmst)
+        d = self.response
+        fplus = torch.einsum("bi,dij,bj->bd", x, d, x) - torch.einsum("bi,dij,bj->bd", y, d, y)
+        fcross = torch.einsum("bi,dij,bj->bd", x, d, y) + torch.einsum("bi,dij,bj->bd", y, d, x)
+        return fplus, fcross
+
+    def time_delays(self, ra, dec, gmst) -> torch.Tensor:
+        """Arrival minus geocentre arrival time (b, d) in s."""
+        ra, dec = (torch.as_tensor(v, dtype=torch.float64, device=self.response.device)
+                   for v in (ra, dec))  # fmt: skip
+        gha = torch.as_tensor(gmst, dtype=torch.float64, device=ra.device) - ra
+        ehat = torch.stack(
+            [torch.cos(dec) * torch.cos(gha), -torch.cos(dec) * torch.sin(gha), torch.sin(dec)],
+            -1,
+        )
+        return -(ehat @ self.location.T) / C_SI
+
+
+class SNRSchedule:
+    """Network SNR draws, optionally annealed from loud to faint (a curriculum).
+
+    ``distribution``: ``uniform`` in [lo, hi], ``loguniform``, or ``volume`` (p ~ rho^-4,
+    sources uniform in volume). With ``start`` = (lo0, hi0) and ``steps`` > 0 the range
+    moves linearly from ``start`` at step 0 to ``snr_range`` at ``steps`` and stays there.
+    """
+
+    def __init__(
+        self,
+        snr_range: tuple[float, float] = (4.0, 20.0),
+        distribution: str = "uniform",
+        start: tuple[float, float] | None = None,
+        steps: int = 0,
+    ):
+        if distribution not in ("uniform", "loguniform", "volume"):
+            raise ValueError(
+                f"unknown SNR distribution {distribution!r}: use uniform, loguniform or volume"
+            )
+        for rng_ in (snr_range, start):
+            if rng_ is not None and not 0 < rng_[0] <= rng_[1]:
+                raise ValueError(f"SNR range {tuple(rng_)}: need 0 < MIN <= MAX")
+        if steps < 0:
+            raise ValueError(f"curriculum steps={steps}: need >= 0")
+        self.snr_range = tuple(float(v) for v in snr_range)
+        self.distribution = distribution
+        self.start = None if start is None else tuple(float(v) for v in start)
+        self.steps = int(steps)
+
+    def range_at(self, step: int) -> tuple[float, float]:
+        """(lo, hi) of the network SNR at training step ``step``."""
+        if self.start is None or self.steps == 0:
+            return self.snr_range
+        t = min(max(step, 0) / self.steps, 1.0)
+        return tuple(a + t * (b - a) for a, b in zip(self.start, self.snr_range))
+
+    def sample(self, rng: np.random.Generator, n: int, step: int = 0) -> np.ndarray:
+        """(n,) network SNRs for ``step``."""
+        lo, hi = self.range_at(step)
+        u = rng.uniform(size=n)
+        if self.distribution == "uniform":
+            return lo + u * (hi - lo)
+        if self.distribution == "loguniform":
+            return np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
+        a = -3.0  # inverse CDF of p ~ rho^-4: rho^-3 is uniform between the edges
+        return (lo**a + u * (hi**a - lo**a)) ** (1 / a)
+
+
+def batch_rng(seed: int, step: int) -> np.random.Generator:
+    """The generator of every random choice in batch ``step`` for ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3, int(step))))
+
+
+def draw_sources(
+    rng: np.random.Generator,
+    n: int,
+    n_pool: int,
+    merger_window: tuple[float, float],
+    snr: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-sample extrinsic draws: pool index, ra, dec, psi (rad), merger_time (s), snr."""
+    out = {
+        "index": rng.integers(0, n_pool, size=n),
+        "ra": rng.uniform(0.0, 2 * np.pi, size=n),
+        "dec": np.arcsin(rng.uniform(-1.0, 1.0, size=n)),
+        "psi": rng.uniform(0.0, np.pi, size=n),
+        "merger_time": rng.uniform(merger_window[0], merger_window[1], size=n),
+    }
+    if snr is not None:
+        out["snr"] = np.asarray(snr, dtype=float)
+    return out
+
+
+class SignalInjector(nn.Module):
+    """Pool polarisations -> conditioned detector signals at a given network SNR.
+
+    Args:
+        frequencies, psd: the cache's PSD, (f,) Hz and (d, f) strain^2/Hz.
+        pool_n_time, merger_index: length of the pool grid and the sample of its peak.
+        valid_before_merger: s before the peak where the pool is untapered.
+        merger_window: s, allowed geocentre merger times in the window.
+        fmin, fmax, order, window, window_alpha: the cache's conditioning (manifest).
+        sample_rate, n_time: Hz and samples of the window.
+
+    ``forward(polarizations (b, 2, pool_n_time), ra, dec, psi, merger_time, snr (b,))``
+    returns the conditioned signal (b, d, n_time) float32 whose whitened norm is ``snr``.
+    """
+
+    def __init__(
+        self,
+        frequencies,
+        psd,
+        pool_n_time: int,
+        merger_index: int,
+        valid_before_merger: float,
+        merger_window: tuple[float, float] = (1.5, 1.9),
+        fmin: float | None = 20.0,
+        fmax: float | None = 500.0,
+        order: int = 8,
+        window: str = "tukey",
+        window_alpha: float = 0.2,
+        sample_rate: float = SAMPLE_RATE,
+        n_time: int = N_SAMPLES,
+        detectors: Sequence[str] = DETECTORS,
+        gps: float = GPS_REFERENCE,
+    ):
+        super().__init__()
+        self.sample_rate, self.n_time = float(sample_rate), int(n_time)
+        self.pool_n_time, self.merger_index = int(pool_n_time), int(merger_index)
+        lo, hi = (float(v) for v in merger_window)
+        duration = self.n_time / self.sample_rate
+        if not 0 <= lo <= hi <= duration:
+            raise ValueError(
+                f"merger_window {merger_window} s: need 0 <= START <= END <= {duration}"
+            )
+        if hi + MAX_DELAY > valid_before_merger:
+            raise ValueError(
+                f"merger_window ends at {hi} s but the pool holds only {valid_before_merger:.3f} s "
+                f"of untapered signal before the merger (plus up to {MAX_DELAY * 1e3:.0f} ms of "
+                "detector delay); make the pool with a longer --pre-merger"
+            )
+        self.merger_window = (lo, hi)
+        self.projection = DetectorProjection(detectors)
+        self.gmst = _gmst(gps)
+        self.conditioner = WhitenBandpass(
+            frequencies, psd, sample_rate, n_time, fmin=fmin, fmax=fmax, order=order,
+            window=window, window_alpha=window_alpha,
+        )  # fmt: skip
+        # The pool sits at the start of a zero-padded buffer; shifts of [0, n_time]
+        # samples never wrap into the window [start, start + n_time).
+        self.n_buffer = self.pool_n_time + self.n_time
+        first = math.floor((lo - MAX_DELAY) * self.sample_rate)
+        self.start = self.merger_index - first
+        if not 0 <= self.start <= self.n_buffer - self.n_time:
+            raise ValueError(f"merger_window {merger_window} s does not fit the pool grid")
+        freqs = torch.fft.rfftfreq(self.n_buffer, 1.0 / self.sample_rate, dtype=torch.float64)
+        self.register_buffer("buffer_frequencies", freqs)
+
+    def project(
+        self, polarizations, ra, dec, psi, merger_time
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Detector strain (b, d, n_time) float32, unconditioned, and arrival times (b, d) s."""
+        x = torch.as_tensor(polarizations, device=self.buffer_frequencies.device)
+        x = x.to(torch.float32)
+        dev = x.device
+        fplus, fcross = self.projection.antenna_patterns(ra, dec, psi, self.gmst)
+        delays = self.projection.time_delays(ra, dec, self.gmst)
+        arrival = torch.as_tensor(merger_time, dtype=torch.float64, device=dev)[:, None] + delays
+        shift = arrival * self.sample_rate + (self.start - self.merger_index)  # samples, >= 0
+        spectra = torch.fft.rfft(x, n=self.n_buffer)  # (b, 2, f)
+        phase = torch.polar(
+            torch.ones_like(shift[..., None]),
+            -2 * math.pi * self.buffer_frequencies * shift[..., None] / self.sample_rate,
+        ).to(torch.complex64)
+        strain = (
+            fplus[..., None].float() * spectra[:, :1] + fcross[..., None].float() * spectra[:, 1:]
+        )
+        series = torch.fft.irfft(strain * phase, n=self.n_buffer)
+        return series[..., self.start : self.start + self.n_time], arrival
+
+    def forward(self, polarizations, ra, dec, psi, merger_time, snr) -> torch.Tensor:
+        strain, _ = self.project(polarizations, ra, dec, psi, merger_time)
+        y = self.conditioner(strain)
+        norm = y.square().sum(dim=(-2, -1)).sqrt()
+        snr = torch.as_tensor(snr, dtype=y.dtype, device=y.device)
+        scale = torch.where(norm > 0, snr / norm.clamp_min(torch.finfo(y.dtype).tiny), 0.0)
+        return y * scale[:, None, None]
+
+
+class CacheNoise:
+    """Noise rows from a cache's label-0 training samples, a different sample per detector.
+
+    ``array``: (n, d, time) conditioned noise (a memory map is fine); ``indices``: the
+    rows allowed (label 0, training fold only). Each row is time-reversed and
+    sign-flipped with probability 1/2 when ``reverse``/``flip``. ``preload``: keep the
+    rows as one tensor on ``device`` (default when they take under 1 GiB).
+    """
+
+    def __init__(
+        self,
+        array,
+        indices=None,
+        device: torch.device | str = "cpu",
+        reverse: bool = True,
+        flip: bool = True,
+        preload: bool | None = None,
+    ):
+        self.array = array
+        self.indices = np.arange(len(array)) if indices is None else np.asarray(indices)
+        n_det = array.shape[1]
+        if self.indices.size < n_det:
+            raise ValueError(
+                f"cached noise needs at least {n_det} label-0 samples (one per detector), "
+                f"got {self.indices.size}"
+            )
+        self.device = torch.device(device)
+        self.reverse, self.flip = reverse, flip
+        nbytes = self.indices.size * array.shape[1] * array.shape[2] * 4
+        if preload is None:
+            preload = nbytes < 2**30
+        self.rows = None
+        if preload:
+            rows = np.asarray(array[np.sort(self.indices)], dtype=np.float32)
+            self.indices = np.sort(self.indices)
+            self.rows = torch.from_numpy(rows).to(self.device)
+
+    def sample(self, rng: np.random.Generator, n: int) -> torch.Tensor:
+        """(n, d, time) float32 noise on ``device``; detectors come from distinct samples."""
+        m, n_det = self.indices.size, self.array.shape[1]
+        # Distinct positions per sample: an anchor plus distinct non-zero offsets mod m.
+        offsets = rng.integers(1, m, size=(n, n_det - 1))
+        for j in range(1, n_det - 1):  # collisions among offsets are rare: redraw them
+            clash = (offsets[:, j : j + 1] == offsets[:, :j]).any(1)
+            while clash.any():
+                offsets[clash, j] = rng.integers(1, m, size=int(clash.sum()))
+                clash = (offsets[:, j : j + 1] == offsets[:, :j]).any(1)
+        anchor = rng.integers(0, m, size=(n, 1))
+        pos = np.concatenate([anchor, (anchor + offsets) % m], axis=1)  # (n, d)
+        reverse = rng.random((n, n_det)) < 0.5 if self.reverse else np.zeros((n, n_det), bool)
+        sign = (
+            np.where(rng.random((n, n_det)) < 0.5, -1.0, 1.0) if self.flip else np.ones((n, n_det))
+        )
+        det = np.arange(n_det)
+        if self.rows is not None:
+            x = self.rows[
+                torch.from_numpy(pos).to(self.device), torch.arange(n_det, device=self.device)
+            ]
+        else:
+            rows = self.indices[pos]
+            flat = rows.ravel()
+            order = np.argsort(flat, kind="stable")
+            got = np.empty((flat.size, self.array.shape[2]), np.float32)
+            got[order] = self.array[flat[order], np.tile(det, n)[order]]
+            x = torch.from_numpy(got.reshape(n, n_det, -1)).to(self.device)
+        rev = torch.from_numpy(reverse).to(self.device)[..., None]
+        x = torch.where(rev, x.flip(-1), x)
+        return x * torch.from_numpy(sign).to(x)[..., None]
+
+
+class GaussianNoise(nn.Module):
+    """Stationary Gaussian noise coloured by a PSD, conditioned by ``conditioner``.
+
+    Like :class:`g2res.data.noise.ColoredNoise`: complex white coefficients scaled by
+    sqrt(PSD * N * fs / 4) on a ``segment_duration``-s grid, inverse transformed, the
+    middle ``n_time`` samples kept; then the cache's conditioning. Buffer ``amplitude``.
+    """
+
+    def __init__(
+        self,
+        frequencies,
+        psd,
+        conditioner: nn.Module,
+        sample_rate: float = SAMPLE_RATE,
+        n_time: int = N_SAMPLES,
+        segment_duration: float = 8.0,
+    ):
+        super().__init__()
+        self.n_time = int(n_time)
+        self.n_segment = int(round(segment_duration * sample_rate))
+        if self.n_segment < self.n_time:
+            raise ValueError(f"segment_duration {segment_duration} s is shorter than the window")
+        grid = interpolate_psd(frequencies, psd, self.n_segment, sample_rate)
+        amplitude = (grid * self.n_segment * sample_rate / 4.0).sqrt()
+        amplitude[..., 0] = 0.0
+        if self.n_segment % 2 == 0:
+            amplitude[..., -1] = 0.0
+        self.register_buffer("amplitude", amplitude.to(torch.float32))
+        self.conditioner = conditioner
+        self.offset = (self.n_segment - self.n_time) // 2
+
+    def forward(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        shape = (n, self.amplitude.shape[0], self.amplitude.shape[-1])
+        dev = self.amplitude.device
+        re = torch.randn(shape, generator=generator, device=dev)
+        im = torch.randn(shape, generator=generator, device=dev)
+        series = torch.fft.irfft(torch.complex(re, im) * self.amplitude, n=self.n_segment)
+        return self.conditioner(series[..., self.offset : self.offset + self.n_time])
+
+
+class InjectionBatches:
+    """Training batches (x (b, 3, time) float32, y (b,) float32) made on ``device``.
+
+    Built from a waveform pool and a cache (its PSD, conditioning settings and, for
+    ``noise="cache"``, its label-0 training rows in ``indices``). ``batch(step, n)``
+    is a pure function of (seed, step, n).
+    """
+
+    def __init__(
+        self,
+        pool,
+        cache,
+        indices=None,
+        noise: str = "cache",
+        snr: SNRSchedule | None = None,
+        rate: float = 0.5,
+        merger_window: tuple[float, float] = (1.5, 1.9),
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        preload: bool | None = None,
+    ):
+        from g2res.data.cache import Cache
+        from g2res.data.pool import WaveformPool
+
+        self.pool = pool if isinstance(pool, WaveformPool) else WaveformPool(pool)
+        self.cache = cache if isinstance(cache, Cache) else Cache(cache)
+        if not 0 <= rate <= 1:
+            raise ValueError(f"injection rate {rate}: need a fraction in [0, 1]")
+        if noise not in ("cache", "gaussian"):
+            raise ValueError(f"injection noise {noise!r}: use 'cache' or 'gaussian'")
+        if abs(self.pool.sample_rate - self.cache.sample_rate) > 1e-9:
+            raise ValueError(
+                f"pool {self.pool.path} is at {self.pool.sample_rate} Hz but cache "
+                f"{self.cache.path} at {self.cache.sample_rate} Hz"
+            )
+        self.device = torch.device(device)
+        self.snr = snr or SNRSchedule()
+        self.rate, self.noise_kind, self.seed = float(rate), noise, int(seed)
+        settings = self.cache.manifest.get("settings", {})
+        psd = self.cache.psd
+        n_time = int(self.cache.manifest.get("n_time", N_SAMPLES))
+        self.injector = SignalInjector(
+            psd["frequencies"], psd["psd"], self.pool.n_time, self.pool.merger_index,
+            self.pool.valid_before_merger, merger_window,
+            fmin=settings.get("fmin", 20.0), fmax=settings.get("fmax", 500.0),
+            order=settings.get("filter_order", 8), window=settings.get("window", "tukey"),
+            window_alpha=settings.get("window_alpha", 0.2),
+            sample_rate=self.cache.sample_rate, n_time=n_time,
+        ).to(self.device)  # fmt: skip
+        if noise == "cache":
+            labels = self.cache.labels("train")
+            rows = np.flatnonzero(labels == 0)
+            if indices is not None:
+                rows = np.intersect1d(rows, np.asarray(indices))
+            self.noise = CacheNoise(self.cache.array("train"), rows, self.device, preload=preload)
+        else:
+            self.noise = GaussianNoise(
+                psd["frequencies"], psd["psd"], self.injector.conditioner,
+                self.cache.sample_rate, n_time,
+            ).to(self.device)  # fmt: skip
+
+    def batch(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Batch ``step`` of ``n`` samples: x (n, d, time), y (n,), and the draws (numpy)."""
+        rng = batch_rng(self.seed, step)
+        target = rng.random(n) < self.rate
+        draws = draw_sources(rng, n, len(self.pool), self.injector.merger_window,
+                             self.snr.sample(rng, n, step))  # fmt: skip
+        draws["target"] = target
+        if self.noise_kind == "cache":
+            x = self.noise.sample(rng, n)
+        else:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed(int(rng.integers(2**62)))
+            x = self.noise(n, gen)
+        k = np.flatnonzero(target)
+        if k.size:
+            waves = torch.from_numpy(self.pool.batch(draws["index"][k])).to(self.device)
+            sig = self.injector(
+                waves, *(torch.from_numpy(draws[key][k]) for key in ("ra", "dec", "psi")),
+                torch.from_numpy(draws["merger_time"][k]), torch.from_numpy(draws["snr"][k]),
+            )  # fmt: skip
+            x[torch.from_numpy(k).to(self.device)] += sig
+        y = torch.from_numpy(target.astype(np.float32)).to(self.device)
+        return x, y, draws
+
+
+def pool_and_cache_exist(pool: str | os.PathLike, cache: str | os.PathLike) -> None:
+    """Raise FileNotFoundError naming whichever of ``pool``/``cache`` is missing."""
+    for what, path in (("waveform pool", pool), ("cache", cache)):
+        if path is None or not os.path.isdir(path):
+            raise FileNotFoundError(f"{what} {path} does not exist")
