@@ -61,6 +61,7 @@ __all__ = [
 C_SI = 299792458.0  # m/s
 EARTH_RADIUS = 6.4e6  # m, a bound on every detector's distance from the geocentre
 MAX_DELAY = EARTH_RADIUS / C_SI  # s, largest |arrival - geocentre arrival| (~21 ms)
+OMEGA_EARTH = 7.292115855e-5  # rad/s, Earth's sidereal rotation rate
 GPS_REFERENCE = 1238166018.0  # s, as the simulator; ra uniform makes the choice irrelevant
 
 
@@ -268,9 +269,12 @@ class SignalInjector(nn.Module):
         x = torch.as_tensor(polarizations, device=self.buffer_frequencies.device)
         x = x.to(torch.float32)
         dev = x.device
-        fplus, fcross = self.projection.antenna_patterns(ra, dec, psi, self.gmst)
-        delays = self.projection.time_delays(ra, dec, self.gmst)
-        arrival = torch.as_tensor(merger_time, dtype=torch.float64, device=dev)[:, None] + delays
+        merger_time = torch.as_tensor(merger_time, dtype=torch.float64, device=dev)
+        # Sidereal time at the merger (window start + merger_time), as the simulator.
+        gmst = self.gmst + OMEGA_EARTH * merger_time
+        fplus, fcross = self.projection.antenna_patterns(ra, dec, psi, gmst)
+        delays = self.projection.time_delays(ra, dec, gmst)
+        arrival = merger_time[:, None] + delays
         shift = arrival * self.sample_rate + (self.start - self.merger_index)  # samples, >= 0
         spectra = torch.fft.rfft(x, n=self.n_buffer)  # (b, 2, f)
         phase = torch.polar(
