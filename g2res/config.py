@@ -143,6 +143,7 @@ class InjectionConfig:
     lr: float | None = None  # pretraining learning rate; None: train.lr
     mix_fraction: float = 0.5  # mode mix: fraction of each batch that is injected
     eval_every: int = 500  # steps between validations on the labelled data (pretrain)
+    val_fraction: float = 0.2  # pretrain: labelled training samples held out for validation
 
 
 @dataclass
