@@ -1,0 +1,277 @@
+"""``g2res pretrain``: train a recipe's model on signals injected on the fly, then fine-tune.
+
+Stage 1 (this module): every batch is made on the device by
+:class:`g2res.transforms.inject.InjectionBatches` from a waveform pool and the cache's
+noise (``injection:`` in the recipe), for ``injection.steps`` optimiser steps (AdamW,
+linear warm-up then cosine decay, gradient clipping, AMP on CUDA). A stratified
+``injection.val_fraction`` of the labelled training samples is held out: it measures the
+ROC AUC every ``injection.eval_every`` steps, and its noise rows are never injected into.
+
+Stage 2: ``g2res cv-train --init-from RUN/best.pt`` starts every fold from these weights
+(:func:`load_pretrained`). ``injection.mode: mix`` instead mixes injected samples into
+the labelled batches of cv-train (:func:`mix_injections`).
+
+Run directory: ``config.yaml``, ``best.pt`` (best validation AUC), ``last.pt`` (resume),
+``history.csv`` (step, lr, train_loss, val_loss, val_auc, seconds), ``metrics.json``.
+A batch is a pure function of (seed, step), so ``--resume`` reproduces an uninterrupted
+run on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from g2res.config import Config
+from g2res.utils import atomic_path, check_output_dir, resolve_device, seed_everything, write_json
+
+__all__ = ["pretrain", "injection_source", "load_pretrained", "mix_injections", "holdout_split"]
+
+BEST, LAST, HISTORY, METRICS = "best.pt", "last.pt", "history.csv", "metrics.json"
+
+
+def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_rows, val_rows): a stratified, seeded split of the labelled samples."""
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(labels))
+    if fraction <= 0:
+        return rows, rows[:0]
+    if not fraction < 1:
+        raise ValueError(f"injection.val_fraction={fraction}: need a fraction in [0, 1)")
+    train, val = train_test_split(rows, test_size=fraction, random_state=seed, stratify=labels)
+    return np.sort(train), np.sort(val)
+
+
+def injection_source(cfg: Config, train_rows=None, device="cpu", seed: int | None = None):
+    """:class:`InjectionBatches` for ``cfg`` (pool, cache, noise, SNR schedule, rate)."""
+    from g2res.transforms.inject import InjectionBatches, SNRSchedule
+
+    inj = cfg.injection
+    if not inj.pool:
+        raise ValueError("injection.pool is not set: make one with `g2res waveforms --out POOL`")
+    if not cfg.cache:
+        raise ValueError("the recipe has no cache: set cache=CACHE_DIR (g2res preprocess)")
+    for what, path in (("waveform pool", inj.pool), ("cache", cfg.cache)):
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"{what} {path} does not exist")
+    schedule = SNRSchedule(inj.snr, inj.snr_distribution, inj.curriculum_snr, inj.curriculum_steps)
+    return InjectionBatches(
+        inj.pool,
+        cfg.cache,
+        indices=train_rows,
+        noise=inj.noise,
+        snr=schedule,
+        rate=inj.rate,
+        merger_window=inj.merger_window,
+        seed=cfg.seed if seed is None else seed,
+        device=device,
+    )
+
+
+def load_pretrained(model: nn.Module, path: str | os.PathLike) -> dict:
+    """Load the weights of checkpoint ``path`` (``{"model": state_dict, ...}`` or a bare
+    state dict) into ``model`` with ``weights_only=True``; returns the checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unpickling failure is reported with the file name
+        raise ValueError(f"checkpoint {path} cannot be read: {exc}") from None
+    state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"checkpoint {path} does not fit the recipe's model (was it pretrained with "
+            f"another model: section?): {str(exc).splitlines()[0]}"
+        ) from None
+    return ckpt if isinstance(ckpt, dict) else {"model": state}
+
+
+def mix_injections(x, y, source, step: int, fraction: float):
+    """Replace the first round(fraction * batch) samples of a labelled batch by injected
+    ones (batch ``step`` of ``source``); x (b, d, time), y (b,). Returns new tensors."""
+    k = int(round(fraction * x.shape[0]))
+    if k == 0:
+        return x, y
+    xi, yi, _ = source.batch(step, k)
+    x = torch.cat([xi.to(x), x[k:]])
+    y = torch.cat([yi.to(y).reshape(-1), y[k:].reshape(-1)])
+    return x, y
+
+
+def _lr_lambda(steps: int, warmup: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+    return f
+
+
+@torch.no_grad()
+def _evaluate(model, cache, rows, batch_size, device, amp) -> tuple[float, float]:
+    from sklearn.metrics import roc_auc_score
+
+    if len(rows) == 0:
+        return math.nan, math.nan
+    array, labels = cache.array("train"), cache.labels("train").astype(np.float32)
+    model.eval()
+    logits = []
+    for start in range(0, len(rows), batch_size):
+        idx = rows[start : start + batch_size]
+        x = torch.from_numpy(np.asarray(array[idx], dtype=np.float32)).to(device)
+        with torch.autocast(device.type, enabled=amp):
+            logits.append(model(x).float().reshape(-1).cpu())
+    model.train()
+    z = torch.cat(logits)
+    y = torch.from_numpy(labels[rows])
+    loss = float(nn.functional.binary_cross_entropy_with_logits(z, y))
+    auc = float(roc_auc_score(y.numpy(), z.numpy())) if 0 < y.sum() < len(y) else math.nan
+    return loss, auc
+
+
+def _save(path: Path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def pretrain(
+    cfg: Config,
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Pretrain ``cfg.model`` on injected batches into ``out_dir``; returns metrics.json."""
+    from tqdm.auto import tqdm
+
+    from g2res.data.cache import Cache
+    from g2res.models import build_model
+    from g2res.transforms.augment import Augment
+
+    inj, tc = cfg.injection, cfg.train
+    if inj.steps < 1 or tc.batch_size < 1 or inj.eval_every < 1:
+        raise ValueError("injection.steps, injection.eval_every and train.batch_size must be >= 1")
+    out = Path(out_dir)
+    if not (resume and (out / LAST).is_file()):
+        check_output_dir(out, force=force or resume, what="pretrain run")
+        resume = False
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    amp = bool(tc.amp and device.type == "cuda")
+    seed_everything(cfg.seed)
+    cache = Cache(cfg.cache) if cfg.cache else None
+    if cache is None:
+        raise ValueError("the recipe has no cache: set cache=CACHE_DIR (g2res preprocess)")
+    train_rows, val_rows = holdout_split(cache.labels("train"), inj.val_fraction, cfg.seed)
+    source = injection_source(cfg, train_rows, device)
+    n_time = int(cache.manifest.get("n_time", 4096))
+    model = build_model(cfg.model, sample_rate=cache.sample_rate, n_time=n_time).to(device)
+    if amp and getattr(model, "is_2d", False) and tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    augment = Augment(cfg.augment, cache.sample_rate).to(device).train()
+    lr = inj.lr if inj.lr is not None else tc.lr
+    backbone_lr = tc.backbone_lr if inj.lr is None else None
+    optimizer = torch.optim.AdamW(model.param_groups(lr, backbone_lr, tc.weight_decay))
+    warmup = min(max(1, inj.steps // 20), 1000)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(inj.steps, warmup))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    step, history, best = 0, [], -math.inf
+    if resume:
+        ckpt = torch.load(out / LAST, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        step, best = int(ckpt["step"]), float(ckpt["best_auc"])
+        history = pd.read_csv(out / HISTORY).to_dict("records") if (out / HISTORY).is_file() else []
+    cfg.save(out / "config.yaml")
+
+    t_inject = t_model = 0.0
+    first_step = step
+    losses: list[float] = []
+    model.train()
+    bar = tqdm(total=inj.steps, initial=step, desc="pretrain", unit="step",
+               disable=not progress, dynamic_ncols=True)  # fmt: skip
+    started = time.perf_counter()
+    while step < inj.steps:
+        t0 = time.perf_counter()
+        x, y, _ = source.batch(step, tc.batch_size)
+        gen = torch.Generator(device=device)
+        gen.manual_seed(
+            int(np.random.SeedSequence(cfg.seed, spawn_key=(5, step)).generate_state(1)[0])
+        )
+        x = augment(x, generator=gen)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t1 = time.perf_counter()
+        with torch.autocast(device.type, enabled=amp):
+            loss = loss_fn(model(x).float().reshape(-1), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if tc.grad_clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t_inject += t1 - t0
+        t_model += time.perf_counter() - t1
+        losses.append(float(loss))
+        step += 1
+        bar.update()
+        if step % inj.eval_every == 0 or step == inj.steps:
+            val_loss, val_auc = _evaluate(
+                model, cache, val_rows, tc.eval_batch_size, device, amp
+            )  # fmt: skip
+            history.append(dict(
+                step=step, lr=scheduler.get_last_lr()[0], train_loss=float(np.mean(losses)),
+                val_loss=val_loss, val_auc=val_auc, seconds=time.perf_counter() - started,
+            ))  # fmt: skip
+            losses = []
+            bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", auc=f"{val_auc:.3f}")
+            state = dict(
+                model=model.state_dict(), optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(), step=step, epoch=step, fold=None,
+                config=cfg.to_dict(), metrics=dict(val_auc=val_auc, val_loss=val_loss),
+            )  # fmt: skip
+            improved = not math.isnan(val_auc) and val_auc > best
+            if improved or (math.isnan(val_auc) and step == inj.steps):
+                best = val_auc if improved else best
+                _save(out / BEST, state)
+            state["best_auc"] = best
+            with atomic_path(out / HISTORY) as tmp:
+                pd.DataFrame(history).to_csv(tmp, index=False)
+            _save(out / LAST, state)
+    bar.close()
+    if not (out / BEST).is_file():  # resumed after the last step, or no validation set
+        _save(out / BEST, torch.load(out / LAST, map_location="cpu", weights_only=True))
+    metrics = dict(
+        steps=inj.steps,
+        batch_size=tc.batch_size,
+        best_val_auc=best if best > -math.inf else None,
+        final_val_auc=history[-1]["val_auc"] if history else None,
+        n_val=int(len(val_rows)),
+        n_noise_rows=int(getattr(source.noise, "indices", np.empty(0)).size),
+        device=str(device),
+        seconds_injection=t_inject,
+        seconds_model=t_model,
+        injection_share=t_inject / max(t_inject + t_model, 1e-12),
+        timed_steps=inj.steps - first_step,
+    )
+    write_json(out / METRICS, metrics)
+    return metrics
