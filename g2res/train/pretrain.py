@@ -209,7 +209,7 @@ def pretrain(
     while step < inj.steps:
         t0 = time.perf_counter()
         x, y, _ = source.batch(step, tc.batch_size)
-        gen = torch.Generator(device=device)
+        gen = torch.Generator()  # augmentations draw on the CPU: same on any device
         gen.manual_seed(
             int(np.random.SeedSequence(cfg.seed, spawn_key=(5, step)).generate_state(1)[0])
         )
