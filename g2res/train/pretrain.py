@@ -231,7 +231,7 @@ def pretrain(
             torch.cuda.synchronize(device)
         t_inject += t1 - t0
         t_model += time.perf_counter() - t1
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         step += 1
         bar.update()
         if step % inj.eval_every == 0 or step == inj.steps:
