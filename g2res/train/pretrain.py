@@ -152,12 +152,16 @@ def pretrain(
     resume: bool = False,
     force: bool = False,
     progress: bool = True,
+    model: nn.Module | None = None,
 ) -> dict:
-    """Pretrain ``cfg.model`` on injected batches into ``out_dir``; returns metrics.json."""
+    """Pretrain ``cfg.model`` on injected batches into ``out_dir``; returns metrics.json.
+
+    ``model``: train this module instead of ``build_model(cfg.model)`` (library use; it
+    maps (batch, 3, time) to logits (batch, 1) and may offer ``param_groups``).
+    """
     from tqdm.auto import tqdm
 
     from g2res.data.cache import Cache
-    from g2res.models import build_model
     from g2res.transforms.augment import Augment
 
     inj, tc = cfg.injection, cfg.train
@@ -177,13 +181,21 @@ def pretrain(
     train_rows, val_rows = holdout_split(cache.labels("train"), inj.val_fraction, cfg.seed)
     source = injection_source(cfg, train_rows, device)
     n_time = int(cache.manifest.get("n_time", 4096))
-    model = build_model(cfg.model, sample_rate=cache.sample_rate, n_time=n_time).to(device)
+    if model is None:
+        from g2res.models import build_model
+
+        model = build_model(cfg.model, sample_rate=cache.sample_rate, n_time=n_time)
+    model = model.to(device)
     if amp and getattr(model, "is_2d", False) and tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
     augment = Augment(cfg.augment, cache.sample_rate).to(device).train()
     lr = inj.lr if inj.lr is not None else tc.lr
     backbone_lr = tc.backbone_lr if inj.lr is None else None
-    optimizer = torch.optim.AdamW(model.param_groups(lr, backbone_lr, tc.weight_decay))
+    if hasattr(model, "param_groups"):
+        groups = model.param_groups(lr, backbone_lr, tc.weight_decay)
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=tc.weight_decay)
     warmup = min(max(1, inj.steps // 20), 1000)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(inj.steps, warmup))
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
