@@ -102,6 +102,7 @@ class TrainConfig:
     patience: int | None = None  # early stopping on validation AUC; None disables
     num_workers: int = 2  # DataLoader workers
     eval_batch_size: int = 256
+    init_from: str | None = None  # checkpoint every fold starts from (g2res pretrain)
 
 
 @dataclass
