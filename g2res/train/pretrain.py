@@ -7,9 +7,12 @@ linear warm-up then cosine decay, gradient clipping, AMP on CUDA). A stratified
 ``injection.val_fraction`` of the labelled training samples is held out: it measures the
 ROC AUC every ``injection.eval_every`` steps, and its noise rows are never injected into.
 
-Stage 2: ``g2res cv-train --init-from RUN/best.pt`` starts every fold from these weights
-(:func:`load_pretrained`). ``injection.mode: mix`` instead mixes injected samples into
-the labelled batches of cv-train (:func:`mix_injections`).
+Stage 2: ``g2res cv-train --init-from RUN/best.pt`` (``train.init_from``) starts every fold
+from these weights (:func:`load_pretrained`). The same loop also trains with
+``injection.mode: mix`` (a fraction ``mix_fraction`` of each batch injected, the rest
+labelled training samples outside the held-out set) and ``off`` (labelled samples only),
+from ``train.init_from`` when set; :func:`mix_injections` mixes injected samples into
+any other loop's batches.
 
 Run directory: ``config.yaml``, ``best.pt`` (best validation AUC), ``last.pt`` (resume),
 ``history.csv`` (step, lr, train_loss, val_loss, val_auc, seconds), ``metrics.json``.
@@ -109,6 +112,20 @@ def mix_injections(x, y, source, step: int, fraction: float):
     return x, y
 
 
+class _LabelledBatches:
+    """Random labelled training samples of the cache; batch ``step`` from (seed, step)."""
+
+    def __init__(self, cache, rows, seed: int, device):
+        self.array, self.labels = cache.array("train"), cache.labels("train").astype(np.float32)
+        self.rows, self.seed, self.device = np.asarray(rows), int(seed), device
+
+    def batch(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(6, step)))
+        idx = np.sort(rng.choice(self.rows, size=n, replace=n > self.rows.size))
+        x = torch.from_numpy(np.asarray(self.array[idx], dtype=np.float32)).to(self.device)
+        return x, torch.from_numpy(self.labels[idx]).to(self.device)
+
+
 def _lr_lambda(steps: int, warmup: int):
     def f(step: int) -> float:
         if step < warmup:
@@ -179,7 +196,17 @@ def pretrain(
     if cache is None:
         raise ValueError("the recipe has no cache: set cache=CACHE_DIR (g2res preprocess)")
     train_rows, val_rows = holdout_split(cache.labels("train"), inj.val_fraction, cfg.seed)
-    source = injection_source(cfg, train_rows, device)
+    if inj.mode not in ("pretrain", "mix", "off"):
+        raise ValueError(f"injection.mode={inj.mode!r}: use off, pretrain or mix")
+    # mode pretrain: every sample injected; mix: a fraction mix_fraction of each batch,
+    # the rest labelled training samples (fraction 0: plain training by the same loop).
+    n_inject = {"pretrain": tc.batch_size, "off": 0}.get(
+        inj.mode, round(inj.mix_fraction * tc.batch_size)
+    )
+    if not 0 <= inj.mix_fraction <= 1:
+        raise ValueError(f"injection.mix_fraction={inj.mix_fraction}: need a fraction in [0, 1]")
+    source = injection_source(cfg, train_rows, device) if n_inject else None
+    labelled = _LabelledBatches(cache, train_rows, cfg.seed, device)
     n_time = int(cache.manifest.get("n_time", 4096))
     if model is None:
         from g2res.models import build_model
@@ -202,6 +229,8 @@ def pretrain(
     loss_fn = nn.BCEWithLogitsLoss()
 
     step, history, best = 0, [], -math.inf
+    if tc.init_from and not resume:
+        load_pretrained(model, tc.init_from)
     if resume:
         ckpt = torch.load(out / LAST, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
@@ -220,7 +249,13 @@ def pretrain(
     started = time.perf_counter()
     while step < inj.steps:
         t0 = time.perf_counter()
-        x, y, _ = source.batch(step, tc.batch_size)
+        parts = []
+        if n_inject:
+            parts.append(source.batch(step, n_inject)[:2])
+        if n_inject < tc.batch_size:
+            parts.append(labelled.batch(step, tc.batch_size - n_inject))
+        x = torch.cat([part[0] for part in parts])
+        y = torch.cat([part[1] for part in parts])
         gen = torch.Generator()  # augmentations draw on the CPU: same on any device
         gen.manual_seed(
             int(np.random.SeedSequence(cfg.seed, spawn_key=(5, step)).generate_state(1)[0])
@@ -278,7 +313,10 @@ def pretrain(
         best_val_auc=best if best > -math.inf else None,
         final_val_auc=history[-1]["val_auc"] if history else None,
         n_val=int(len(val_rows)),
-        n_noise_rows=int(getattr(source.noise, "indices", np.empty(0)).size),
+        n_noise_rows=int(getattr(getattr(source, "noise", None), "indices", np.empty(0)).size),
+        mode=inj.mode,
+        injected_per_batch=n_inject,
+        init_from=tc.init_from,
         device=str(device),
         seconds_injection=t_inject,
         seconds_model=t_model,

@@ -177,3 +177,24 @@ def test_pretrain_cli(tiny_cache, pool, tmp_path):
                  "injection.eval_every=2", "injection.merger_window=[1.5,1.9]"]) == 0  # fmt: skip
     assert (out / "best.pt").is_file()
     assert main([*args, "--steps", "2", "-q", *over]) == 1  # non-empty RUN without --force
+
+
+def test_mix_mode_and_fine_tuning_from_a_checkpoint(tiny_cache, pool, tmp_path):
+    """mix: half of each batch injected; off + train.init_from: labelled batches only,
+    starting from the checkpoint's weights (a negligible learning rate keeps them)."""
+    cfg = recipe(tiny_cache, pool, mode="mix", mix_fraction=0.5, steps=2, eval_every=2)
+    metrics = pretrain(cfg, tmp_path / "mix", progress=False, model=SmallNet())
+    assert metrics["injected_per_batch"] == 8 and metrics["mode"] == "mix"
+    start = torch.load(tmp_path / "mix" / "best.pt", weights_only=True)["model"]
+    tuned_cfg = recipe(tiny_cache, pool, mode="off", steps=1, eval_every=1, lr=1e-12)
+    tuned_cfg = tuned_cfg.replace(
+        {"train.init_from": str(tmp_path / "mix" / "best.pt"), "injection.pool": None}
+    )
+    metrics = pretrain(tuned_cfg, tmp_path / "ft", progress=False, model=SmallNet())
+    assert metrics["injected_per_batch"] == 0 and metrics["n_noise_rows"] == 0
+    tuned = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)["model"]
+    fresh = SmallNet().state_dict()
+    weights = [k for k, v in fresh.items() if v.is_floating_point() and "running" not in k]
+    for key in weights:
+        torch.testing.assert_close(tuned[key], start[key], rtol=0, atol=1e-6)
+    assert any(not torch.allclose(fresh[k], start[k]) for k in weights)
