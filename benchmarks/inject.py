@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from g2res.config import ModelConfig
 from g2res.transforms.inject import InjectionBatches, SNRSchedule
 
 RESULTS = Path(__file__).parent / "results" / "inject.json"
+sys.path.insert(0, str(Path(__file__).parent))
 MODELS = {
     "resnet1d_18": ModelConfig(
         frontend={"name": "identity"}, backbone={"name": "resnet1d_18"}, head={"name": "linear"}
@@ -74,10 +76,16 @@ def main(argv=None) -> dict:
         rows.append(dict(what=f"injected batch ({noise} noise)", seconds=seconds))
     inject_s = rows[0]["seconds"]
 
-    from g2res.models import build_model
+    try:
+        from g2res.models import build_model
+    except ImportError:  # registry not in this checkout: the benchmark's reference CNN
+        from sensitivity_injection import reference_cnn
 
+        print("g2res.models.build_model not available: timing the reference 1D CNN")
+        build_model, args.models = None, ["reference_cnn_w16"]
     for name in args.models:
-        model = build_model(MODELS[name]).to(device).train()
+        model = reference_cnn(16) if build_model is None else build_model(MODELS[name])
+        model = model.to(device).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         x = torch.randn(b, 3, 4096, device=device)
         y = (torch.rand(b, device=device) < 0.5).float()
