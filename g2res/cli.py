@@ -449,7 +449,7 @@ def _add_pretrain(sub) -> None:
             "projected with random sky position and polarisation, conditioned like the\n"
             "cache and scaled to a network SNR, added to the cache's label-0 noise (each\n"
             "detector from a different sample) or to Gaussian noise of the cache's PSD.\n"
-            "Then fine-tune: g2res cv-train --init-from RUN/best.pt."
+            "Then fine-tune from it: train.init_from=RUN/best.pt (or injection.mode=off here)."
         ),
     )
     _recipe_args(p)

@@ -7,12 +7,12 @@ linear warm-up then cosine decay, gradient clipping, AMP on CUDA). A stratified
 ``injection.val_fraction`` of the labelled training samples is held out: it measures the
 ROC AUC every ``injection.eval_every`` steps, and its noise rows are never injected into.
 
-Stage 2: ``g2res cv-train --init-from RUN/best.pt`` (``train.init_from``) starts every fold
-from these weights (:func:`load_pretrained`). The same loop also trains with
-``injection.mode: mix`` (a fraction ``mix_fraction`` of each batch injected, the rest
-labelled training samples outside the held-out set) and ``off`` (labelled samples only),
-from ``train.init_from`` when set; :func:`mix_injections` mixes injected samples into
-any other loop's batches.
+Stage 2: fine-tuning starts from these weights through ``train.init_from=RUN/best.pt``
+(:func:`load_pretrained`; meant for every fold of ``g2res cv-train``). The same loop
+also trains with ``injection.mode: mix`` (a fraction ``mix_fraction`` of each batch
+injected, the rest labelled training samples outside the held-out set) and ``off``
+(labelled samples only), from ``train.init_from`` when set; :func:`mix_injections`
+mixes injected samples into any other loop's batches.
 
 Run directory: ``config.yaml``, ``best.pt`` (best validation AUC), ``last.pt`` (resume),
 ``history.csv`` (step, lr, train_loss, val_loss, val_auc, seconds), ``metrics.json``.
