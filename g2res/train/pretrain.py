@@ -126,6 +126,18 @@ class _LabelledBatches:
         return x, torch.from_numpy(self.labels[idx]).to(self.device)
 
 
+def _augmenter(cfg: Config, sample_rate: float, device):
+    """The recipe's training augmentations, or the identity when there are none."""
+    try:
+        from g2res.transforms.augment import Augment
+    except ImportError:
+        probs = [v for k, v in vars(cfg.augment).items() if k not in ("max_shift", "mask_width")]
+        if any(probs):
+            raise
+        return lambda x, generator=None: x
+    return Augment(cfg.augment, sample_rate).to(device).train()
+
+
 def _lr_lambda(steps: int, warmup: int):
     def f(step: int) -> float:
         if step < warmup:
@@ -179,7 +191,6 @@ def pretrain(
     from tqdm.auto import tqdm
 
     from g2res.data.cache import Cache
-    from g2res.transforms.augment import Augment
 
     inj, tc = cfg.injection, cfg.train
     if inj.steps < 1 or tc.batch_size < 1 or inj.eval_every < 1:
@@ -215,7 +226,7 @@ def pretrain(
     model = model.to(device)
     if amp and getattr(model, "is_2d", False) and tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    augment = Augment(cfg.augment, cache.sample_rate).to(device).train()
+    augment = _augmenter(cfg, cache.sample_rate, device)
     lr = inj.lr if inj.lr is not None else tc.lr
     backbone_lr = tc.backbone_lr if inj.lr is None else None
     if hasattr(model, "param_groups"):
