@@ -1,0 +1,151 @@
+"""Front-end -> backbone -> head, built from a :class:`g2res.config.ModelConfig`."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from g2res.config import ModelConfig
+from g2res.models.heads import create_head
+from g2res.models.registry import create_model
+from g2res.transforms.frontends import create_frontend
+
+__all__ = ["Classifier", "build_model"]
+
+
+def _spec(d: dict | str, what: str) -> tuple[str, dict]:
+    if isinstance(d, str):
+        return d, {}
+    if not isinstance(d, dict) or "name" not in d:
+        raise ValueError(f"model.{what} must be a mapping with a 'name', got {d!r}")
+    kwargs = dict(d)
+    return str(kwargs.pop("name")), kwargs
+
+
+def _no_decay(name: str, p: nn.Parameter) -> bool:
+    # Biases, norm scales and pooling exponents are not regularised.
+    return p.ndim <= 1 or name.endswith(".bias")
+
+
+class Classifier(nn.Module):
+    """Whitened strain ``(batch, 3, time)`` -> logits ``(batch, 1)``.
+
+    Attributes: ``frontend``, ``backbone``, ``head``, ``is_2d`` (image backbone).
+    ``freeze(spec)`` fixes parameters and keeps the frozen BatchNorms in eval mode
+    (also after ``train()``); ``param_groups`` builds AdamW groups.
+    """
+
+    def __init__(
+        self,
+        frontend: nn.Module,
+        backbone: nn.Module,
+        head: nn.Module,
+        frontend_name: str = "?",
+        backbone_name: str = "?",
+    ):
+        super().__init__()
+        f2d, b2d = bool(getattr(frontend, "is_2d", False)), bool(getattr(backbone, "is_2d", True))
+        if f2d != b2d:
+            kind = {True: "2D (image)", False: "1D (time series)"}
+            raise ValueError(
+                f"front-end {frontend_name!r} gives {kind[f2d]} inputs but backbone "
+                f"{backbone_name!r} is a {kind[b2d]} model; pair cqt/stft with 2D "
+                "backbones and identity with resnet1d_*"
+            )
+        f_out, b_in = getattr(frontend, "out_chans", None), getattr(backbone, "in_chans", None)
+        if f_out is not None and b_in is not None and f_out != b_in:
+            raise ValueError(
+                f"front-end {frontend_name!r} gives {f_out} channels but backbone "
+                f"{backbone_name!r} takes in_chans={b_in}"
+            )
+        self.frontend = frontend
+        self.backbone = backbone
+        self.head = head
+        self.is_2d = f2d
+        self.frozen: str | int | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, chan, time)`` float32 whitened strain -> ``(batch, 1)`` logits."""
+        return self.head(self.backbone(self.frontend(x)))
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        if self.frozen is None:
+            return []
+        if self.frozen == "backbone":
+            return [self.backbone]
+        return list(self.backbone.stages[: int(self.frozen)])
+
+    def freeze(self, spec: str | int | None) -> Classifier:
+        """``"backbone"``: fix the whole backbone; ``N``: its first N stages (stem is
+        stage 0); ``None`` or 0: train everything. Replaces any earlier freeze."""
+        if spec is not None and spec != "backbone":
+            if isinstance(spec, bool) or not isinstance(spec, int):
+                raise ValueError(
+                    f"model.freeze must be 'backbone', an integer or null, got {spec!r}"
+                )
+            n_stages = len(self.backbone.stages)
+            if not 0 <= spec <= n_stages:
+                raise ValueError(
+                    f"model.freeze={spec} but the backbone has {n_stages} stages (0..{n_stages})"
+                )
+        for p in self.backbone.parameters():
+            p.requires_grad_(True)
+        self.frozen = None if spec in (None, 0) else spec
+        for module in self._frozen_modules():
+            for p in module.parameters():
+                p.requires_grad_(False)
+        self.train(self.training)
+        return self
+
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        # Frozen BatchNorms keep their running statistics.
+        for module in self._frozen_modules():
+            for m in module.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def param_groups(
+        self, lr: float, backbone_lr: float | None = None, weight_decay: float = 0.0
+    ) -> list[dict]:
+        """AdamW groups of trainable parameters: head and front-end at ``lr``, backbone
+        at ``backbone_lr`` (``lr`` when None); no weight decay on biases/norms."""
+        groups = []
+        parts = [("head", self.head, lr), ("frontend", self.frontend, lr)]
+        parts.append(("backbone", self.backbone, lr if backbone_lr is None else backbone_lr))
+        for part, module, part_lr in parts:
+            decay, no_decay = [], []
+            for name, p in module.named_parameters():
+                if p.requires_grad:
+                    (no_decay if _no_decay(name, p) else decay).append(p)
+            for params, wd, tag in ((decay, weight_decay, ""), (no_decay, 0.0, "_no_decay")):
+                if params:
+                    groups.append(
+                        {"params": params, "lr": part_lr, "weight_decay": wd, "name": part + tag}
+                    )
+        return groups
+
+
+def build_model(
+    cfg: ModelConfig | None = None, sample_rate: float = 2048.0, n_time: int = 4096
+) -> Classifier:
+    """Build the :class:`Classifier` a recipe's ``model`` section describes.
+
+    ``in_chans`` of the backbone defaults to the front-end's output channels;
+    ``cfg.pretrained`` (a local file) loads backbone weights; ``cfg.freeze`` is applied.
+    """
+    cfg = cfg if cfg is not None else ModelConfig()
+    f_name, f_kwargs = _spec(cfg.frontend, "frontend")
+    b_name, b_kwargs = _spec(cfg.backbone, "backbone")
+    h_name, h_kwargs = _spec(cfg.head, "head")
+    frontend = create_frontend(f_name, sample_rate=sample_rate, n_time=n_time, **f_kwargs)
+    b_kwargs.setdefault("in_chans", getattr(frontend, "out_chans", 3))
+    if cfg.pretrained is not None:
+        b_kwargs["pretrained"] = cfg.pretrained
+    backbone = create_model(b_name, **b_kwargs)
+    head = create_head(h_name, backbone.num_features, **h_kwargs)
+    model = Classifier(frontend, backbone, head, frontend_name=f_name, backbone_name=b_name)
+    if cfg.freeze is not None:
+        model.freeze(cfg.freeze)
+    return model
