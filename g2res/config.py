@@ -49,7 +49,9 @@ class PreprocessConfig:
     psd_overlap: float = 0.5  # fraction of a segment
     psd_window: str = "hann"
     psd_average: str = "median"  # median | mean
-    psd_max_samples: int = 4096  # samples averaged for the PSD estimate (random subset)
+    # Samples averaged for the PSD (seeded random subset): 1024 x 7 Welch segments give
+    # ~1.7% scatter per 2-Hz bin (0.8% in the whitening ASD); more only costs time.
+    psd_max_samples: int = 1024
     window: str = "tukey"  # taper applied before whitening
     window_alpha: float = 0.2  # Tukey shape parameter
     fmin: float = 20.0  # Hz, bandpass low edge

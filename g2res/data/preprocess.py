@@ -2,25 +2,39 @@
 
 Stages (each resumable; state lives in ``CACHE_DIR/.partial`` until the end):
 
-1. read the label CSVs and every sample file (threads, progress bar), checking each;
-2. estimate the noise PSD per detector (Welch, averaged over a seeded random subset
-   of label-0 training samples, or all training samples, or read from a file);
-3. whiten + bandpass every sample in batches (one FFT pass, any device) into
-   memory-mapped ``.npy`` arrays, recording progress after each batch;
+1. read the label CSVs;
+2. estimate the noise PSD per detector (Welch in float32, averaged over a seeded
+   random subset of the label-0 training rows, or of all training rows, or read
+   from a file);
+3. one streaming pass over every sample file: read it once (threads), checksum
+   (crc32) and check it, whiten + bandpass the good ones in small chunks (one FFT
+   pass, any device) and append them to the split's ``.npy`` array (a writer
+   thread, so reading, conditioning and writing overlap); progress is recorded
+   after each batch. Without ``skip_bad`` the first bad file stops conditioning,
+   the pass goes on checking so the error lists every bad file;
 4. write ids, labels, ``psd.npz``, ``bad_files.csv`` and ``manifest.json``, then
    move everything into place (``manifest.json`` last).
 
 An interrupted run resumes at the last finished batch and produces the same bytes
-as an uninterrupted one. The cache format is described in :mod:`g2res.data.cache`.
+as an uninterrupted one.
+
+Sharding: ``shard=(i, n)`` processes the ``i``-th of ``n`` contiguous slices of
+each split's rows (CSV order) into a *shard directory*; every shard computes the
+same PSD from the same seeded subset (or reads ``psd_source``), and
+:func:`merge_shards` joins the shard directories into a cache with the same bytes
+as a single run. The cache format is described in :mod:`g2res.data.cache`.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import shutil
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,14 +51,13 @@ from g2res.data.validate import (
     EXPECTED_SHAPE,
     BadInputError,
     Problem,
-    check_array,
     format_problems,
-    read_sample,
+    read_file,
     read_split_csv,
     write_report,
 )
 from g2res.signal import WhitenBandpass, load_psd, welch
-from g2res.utils import atomic_path, resolve_device, write_json
+from g2res.utils import atomic_path, resolve_device, save_npy, write_json
 
 PARTIAL = ".partial"
 STATE = "state.json"
@@ -59,7 +72,11 @@ OUTPUTS = (
     BAD_FILES,
     MANIFEST,
 )
+SHARD_OUTPUTS = (*OUTPUTS, "train_files.txt", "test_files.txt")
 FORMAT = "g2res-cache-1"
+SHARD_FORMAT = "g2res-shard-1"
+CHUNK = 64  # samples per FFT call on the CPU: keeps the working set in cache (~4x faster)
+FILES_CHECKSUM = "sha256 of the lines '<id> <crc32 of the file's bytes, 8 hex digits>' in CSV order"
 
 
 class _Interrupt(KeyboardInterrupt):
@@ -76,6 +93,7 @@ def preprocess(
     force: bool = False,
     progress: bool = True,
     *,
+    shard: tuple[int, int] | None = None,
     _interrupt_after: int | None = None,
 ) -> Path:
     """Build the cache of ``data_dir`` in ``out_dir`` and return ``out_dir``.
@@ -83,13 +101,16 @@ def preprocess(
     Args:
         data_dir: data set in the G2Net layout (``training_labels.csv`` and/or
             ``sample_submission.csv`` with ``train/``/``test/`` files).
-        out_dir: cache directory; an interrupted run there is resumed.
+        out_dir: cache directory (a shard directory with ``shard``); an
+            interrupted run there is resumed.
         config: PSD, taper, bandpass, dtype and batching settings.
         seed: picks the random subset of samples used for the PSD.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for the signal steps.
         skip_bad: exclude bad files (listed in ``bad_files.csv``) instead of stopping.
         force: discard an existing cache or interrupted run in ``out_dir``.
         progress: show progress bars.
+        shard: ``(i, n)``: process only slice ``i`` (0-based) of ``n`` of every
+            split; join the ``n`` shard directories with :func:`merge_shards`.
 
     Raises:
         BadInputError: bad files or rows (without ``skip_bad``); the message lists
@@ -98,6 +119,7 @@ def preprocess(
             made with other settings, and ``force`` is not set.
     """
     _check_config(config)
+    shard = _check_shard(shard)
     data_dir = Path(data_dir).resolve()
     out = Path(out_dir)
     if not data_dir.is_dir():
@@ -119,44 +141,196 @@ def preprocess(
     settings = dict(dataclasses.asdict(config), seed=int(seed), skip_bad=bool(skip_bad))
     settings.pop("workers")  # does not change the result
     identity = dict(settings=settings, data_dir=str(data_dir), checksums=checksums)
-    fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    fingerprint = _fingerprint(identity)
+    run_fingerprint = fingerprint if shard is None else _fingerprint(dict(identity, shard=shard))
 
-    if _prepare_out(out, fingerprint, force):
+    if _prepare_out(out, run_fingerprint, force, SHARD_OUTPUTS if shard else OUTPUTS):
         if progress:
             print(f"g2res preprocess: {out} is already complete and up to date")
         return out
     partial = out / PARTIAL
-    state = _load_state(partial, fingerprint, force)
+    state = _load_state(partial, run_fingerprint, force)
     torch_device = resolve_device(device)
     bar = dict(disable=not progress, unit="sample", dynamic_ncols=True)
 
+    entries, csv_problems = {}, []
+    for split in splits:
+        entries[split], found = read_split_csv(data_dir, split)
+        csv_problems += found
+    rows = {s: _shard_rows(len(entries[s]), shard) for s in splits}
+    if "done" not in state:
+        state.update(
+            done={s: 0 for s in splits}, written={s: 0 for s in splits}, problems=[], psd=False
+        )
+        _save_state(partial, state)
+    run = _Run(data_dir, partial, config, skip_bad, csv_problems, state, bar, _interrupt_after)
+
     with ThreadPoolExecutor(max(1, config.workers)) as pool:
-        if not state.get("validated"):
-            _validate(data_dir, out, partial, splits, skip_bad, pool, bar, state)
-            _save_state(partial, state)
-        if not state.get("psd"):
-            _estimate_psd(data_dir, partial, config, seed, psd_file, pool, bar, torch_device)
-            state["psd"] = True
-            _save_state(partial, state)
-        with np.load(partial / PSD_FILE, allow_pickle=False) as z:
-            freqs, psd = z["frequencies"], z["psd"]
-        conditioner = WhitenBandpass(
-            freqs,
-            psd,
-            SAMPLE_RATE,
-            N_SAMPLES,
-            fmin=config.fmin,
-            fmax=config.fmax,
-            order=config.filter_order,
-            window=config.window,
-            window_alpha=config.window_alpha,
-        ).to(torch_device)
-        budget = [_interrupt_after]
-        for split in state["splits"]:
-            _condition_split(
-                data_dir, partial, split, config, conditioner, pool, bar, state, budget
+        conditioner = None
+        if run.conditioning():
+            if not state["psd"]:
+                _estimate_psd(data_dir, partial, config, seed, psd_file, entries, pool, bar)
+                state["psd"] = True
+                _save_state(partial, state)
+            conditioner = _conditioner(partial, config, torch_device)
+        for split in splits:
+            start, stop = rows[split]
+            run.stream(split, [e.id for e in entries[split][start:stop]], conditioner, pool)
+
+    file_problems = [Problem(*p) for p in state["problems"]]
+    problems = csv_problems + file_problems
+    report = out / BAD_FILES
+    if problems and not skip_bad:
+        write_report(report, problems)
+        shutil.rmtree(partial)  # nothing to resume: the files must be fixed first
+        raise BadInputError(
+            f"{len(problems)} bad input file(s) or row(s) in {data_dir}:\n"
+            f"{format_problems(problems, data_dir)}\n"
+            f"Full list: {report}. Fix or remove them, or pass --skip-bad to exclude them.",
+            problems,
+        )
+    if problems:
+        write_report(partial / BAD_FILES, problems)
+        print(
+            f"g2res preprocess: excluding {len(problems)} bad file(s) or row(s); listed in {report}"
+        )
+
+    bad_rows = {(p.split, p.id) for p in file_problems}
+    good, lines = {}, {}
+    crcs = {s: np.load(partial / f"{s}_crc.npy", allow_pickle=False) for s in splits}
+    for split in splits:
+        start, stop = rows[split]
+        part = entries[split][start:stop]
+        good[split] = [e for e in part if (split, e.id) not in bad_rows]
+        lines[split] = _file_lines(part, crcs[split])
+        _finish_array(partial / f"{split}.npy", len(good[split]))
+        with atomic_path(partial / f"{split}_ids.txt") as tmp:
+            tmp.write_text("".join(f"{e.id}\n" for e in good[split]))
+        if split == "train":
+            labels = np.array([e.label for e in good[split]], np.int8)
+            save_npy(partial / "train_labels.npy", labels)
+    names = _names(splits, bool(problems))
+    psd_source = str(psd_file) if psd_file is not None else config.psd_source
+    if shard is None:
+        digests = {f"{s}_files": hashlib.sha256(lines[s].encode()).hexdigest() for s in splits}
+        manifest = _manifest(identity, fingerprint, psd_source, partial, digests, problems)
+    else:
+        for split in splits:
+            with atomic_path(partial / f"{split}_files.txt") as tmp:
+                tmp.write_text(lines[split])
+            names.append(f"{split}_files.txt")
+        manifest = {
+            "format": SHARD_FORMAT,
+            "version": __version__,
+            "shard": list(shard),
+            "rows": {s: list(rows[s]) for s in splits},
+            "counts": {s: len(good[s]) for s in splits},
+            "csv_problems": len(csv_problems),
+            "psd_source": psd_source,
+            "identity": identity,
+            "cache_fingerprint": fingerprint,
+            "fingerprint": run_fingerprint,
+        }
+    _install(out, partial, names, manifest, SHARD_OUTPUTS if shard else OUTPUTS)
+    return out
+
+
+def merge_shards(
+    shard_dirs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Join the shard directories of one ``preprocess(..., shard=(i, n))`` run into a cache.
+
+    The cache in ``out_dir`` has the same bytes as a single ``preprocess`` run with
+    the same data and settings. Every shard ``0..n-1`` must be given once (any
+    order), complete, made with the same data, settings and PSD.
+    """
+    shards = []
+    for d in shard_dirs:
+        d = Path(d)
+        try:
+            m = json.loads((d / MANIFEST).read_text())
+        except (OSError, ValueError) as exc:
+            raise FileNotFoundError(
+                f"{d} is not a finished preprocess shard ({MANIFEST}: {exc})"
+            ) from None
+        if m.get("format") != SHARD_FORMAT or (d / PARTIAL).exists():
+            raise ValueError(f"{d} is not a finished preprocess shard (made with --shard I/N)")
+        shards.append((d, m))
+    if not shards:
+        raise ValueError("merge needs the shard directories")
+    shards.sort(key=lambda dm: dm[1]["shard"][0])
+    n = shards[0][1]["shard"][1]
+    have = [m["shard"][0] for _, m in shards]
+    if have != list(range(n)) or any(m["shard"][1] != n for _, m in shards):
+        raise ValueError(f"merge needs each of the shards 0..{n - 1} of {n} once; got {have}")
+    ref_dir, ref = shards[0]
+    for d, m in shards[1:]:
+        if m["cache_fingerprint"] != ref["cache_fingerprint"]:
+            raise ValueError(
+                f"shards {ref_dir} and {d} were made from other data or settings; "
+                "rerun them with the same settings"
             )
-    _finalize(out, partial, state, identity, fingerprint, config, psd_file)
+        if (d / PSD_FILE).read_bytes() != (ref_dir / PSD_FILE).read_bytes():
+            raise ValueError(
+                f"shards {ref_dir} and {d} estimated different PSDs (other machines or "
+                "versions?); rerun them with --psd-source pointing at one psd.npz"
+            )
+    identity, fingerprint = ref["identity"], ref["cache_fingerprint"]
+    splits = list(ref["rows"])
+    out = Path(out_dir)
+    if _prepare_out(out, fingerprint, force, OUTPUTS):
+        if progress:
+            print(f"g2res preprocess --merge: {out} is already complete and up to date")
+        return out
+    partial = out / PARTIAL
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    shutil.copyfile(ref_dir / PSD_FILE, partial / PSD_FILE)
+
+    problems, by_split = [], {s: [] for s in splits}
+    for i, (d, m) in enumerate(shards):
+        listed = []
+        if (d / BAD_FILES).is_file():
+            with open(d / BAD_FILES, newline="") as fh:
+                listed = [Problem(**r) for r in csv.DictReader(fh)]
+        if i == 0:
+            problems += listed[: m["csv_problems"]]
+        for p in listed[m["csv_problems"] :]:
+            by_split[p.split].append(p)
+    problems += [p for s in splits for p in by_split[s]]
+    if problems:
+        write_report(partial / BAD_FILES, problems)
+
+    digests = {}
+    total = sum(m["counts"][s] for _, m in shards for s in splits)
+    dtype = np.dtype(identity["settings"]["dtype"])
+    with tqdm(total=total, desc="merging shards", disable=not progress, unit="sample") as pbar:
+        for split in splits:
+            text = "".join((d / f"{split}_files.txt").read_text() for d, _ in shards)
+            digests[f"{split}_files"] = hashlib.sha256(text.encode()).hexdigest()
+            ids = "".join((d / f"{split}_ids.txt").read_text() for d, _ in shards)
+            with atomic_path(partial / f"{split}_ids.txt") as tmp:
+                tmp.write_text(ids)
+            if split == "train":
+                labels = [np.load(d / "train_labels.npy", allow_pickle=False) for d, _ in shards]
+                save_npy(partial / "train_labels.npy", np.concatenate(labels))
+            n_good = sum(m["counts"][split] for _, m in shards)
+            with atomic_path(partial / f"{split}.npy") as tmp, open(tmp, "wb") as dst:
+                dst.write(_npy_header((n_good, *EXPECTED_SHAPE), dtype))
+                for d, m in shards:
+                    with open(d / f"{split}.npy", "rb") as src:
+                        shape, _ = _read_header(src)
+                        if shape != (m["counts"][split], *EXPECTED_SHAPE):
+                            raise ValueError(f"{d / f'{split}.npy'} has shape {shape}")
+                        while block := src.read(64 << 20):
+                            dst.write(block)
+                            pbar.update(len(block) // (dtype.itemsize * 3 * N_SAMPLES))
+    manifest = _manifest(identity, fingerprint, ref["psd_source"], partial, digests, problems)
+    _install(out, partial, _names(splits, bool(problems)), manifest, OUTPUTS)
     return out
 
 
@@ -173,6 +347,27 @@ def _check_config(config: PreprocessConfig) -> None:
         )
 
 
+def _check_shard(shard) -> list[int] | None:
+    if shard is None:
+        return None
+    i, n = (int(v) for v in shard)
+    if not 0 <= i < n:
+        raise ValueError(f"shard {i}/{n}: need 0 <= I < N")
+    return [i, n]
+
+
+def _shard_rows(n_rows: int, shard) -> tuple[int, int]:
+    """Row range ``[start, stop)`` of a split that ``shard`` processes (all without one)."""
+    if shard is None:
+        return 0, n_rows
+    i, n = shard
+    return n_rows * i // n, n_rows * (i + 1) // n
+
+
+def _fingerprint(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -181,12 +376,12 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _prepare_out(out: Path, fingerprint: str, force: bool) -> bool:
+def _prepare_out(out: Path, fingerprint: str, force: bool, own_names) -> bool:
     """Make ``out`` ready; True when it already holds this exact cache."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"cache path {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    own = set(OUTPUTS) | {PARTIAL}
+    own = set(own_names) | {PARTIAL}
     if force:
         for name in own:
             p = out / name
@@ -238,103 +433,98 @@ def _save_state(partial: Path, state: dict) -> None:
     write_json(partial / STATE, state)
 
 
-# ---------------------------------------------------------------------------- stage 1
-def _validate(data_dir, out, partial, splits, skip_bad, pool, bar, state) -> None:
-    entries, problems = {}, []
-    for split in splits:
-        entries[split], csv_problems = read_split_csv(data_dir, split)
-        problems += csv_problems
-    total = sum(len(e) for e in entries.values())
-    good: dict[str, list] = {}
-    digests: dict[str, str] = {}
-    with tqdm(total=total, desc="checking files", **bar) as pbar:
-        for split in splits:
-            rows = entries[split]
+# ---------------------------------------------------------------------------- files
+def _npy_header(shape: tuple[int, ...], dtype) -> bytes:
+    """The exact header ``np.save`` writes for a C-ordered array of ``shape``."""
+    buf = io.BytesIO()
+    d = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False}
+    np.lib.format.write_array_header_1_0(buf, dict(d, shape=tuple(shape)))
+    return buf.getvalue()
 
-            def check(entry, split=split):
-                array, problem, digest = read_sample(data_dir, split, entry.id)
-                return problem, digest
 
-            h = hashlib.sha256()
-            kept = []
-            for entry, (problem, digest) in zip(rows, pool.map(check, rows, chunksize=64)):
-                pbar.update()
-                h.update(f"{entry.id} {digest}\n".encode())
-                if problem:
-                    rel = relative_path(split, entry.id).as_posix()
-                    problems.append(Problem(rel, entry.id, split, problem))
-                else:
-                    kept.append(entry)
-            good[split] = kept
-            digests[f"{split}_files"] = h.hexdigest()
-    report = out / BAD_FILES
-    if problems and not skip_bad:
-        write_report(report, problems)
-        raise BadInputError(
-            f"{len(problems)} bad input file(s) or row(s) in {data_dir}:\n"
-            f"{format_problems(problems, data_dir)}\n"
-            f"Full list: {report}. Fix or remove them, or pass --skip-bad to exclude them.",
-            problems,
-        )
-    if problems:
-        write_report(partial / BAD_FILES, problems)
-        print(
-            f"g2res preprocess: excluding {len(problems)} bad file(s) or row(s); listed in {report}"
-        )
-    elif report.exists():
-        report.unlink()  # a report from an earlier failed run no longer applies
-    for split, kept in good.items():
-        with atomic_path(partial / f"{split}_ids.txt") as tmp:
-            tmp.write_text("".join(f"{e.id}\n" for e in kept))
-        if split == "train":
-            from g2res.utils import save_npy
+def _read_header(fh) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the ``.npy`` file ``fh``, leaving it at the data."""
+    major, _ = np.lib.format.read_magic(fh)
+    read = (
+        np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    )
+    shape, _, dtype = read(fh)
+    return shape, dtype
 
-            save_npy(partial / "train_labels.npy", np.array([e.label for e in kept], np.int8))
-    state.update(
-        validated=True,
-        splits={s: len(k) for s, k in good.items()},
-        n_bad=len(problems),
-        file_checksums=digests,
-        done={s: 0 for s in good},
+
+def _create_array(path: Path, n: int, dtype) -> None:
+    """An ``(n, 3, 4096)`` ``.npy`` file of zeros (sparse), to be filled by offset."""
+    header = _npy_header((n, *EXPECTED_SHAPE), dtype)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(header)
+        fh.truncate(len(header) + n * np.dtype(dtype).itemsize * 3 * N_SAMPLES)
+
+
+def _finish_array(path: Path, n_rows: int) -> None:
+    """Shrink an array made by :func:`_create_array` to its first ``n_rows`` rows.
+
+    The result is byte for byte what ``np.save`` writes for those rows.
+    """
+    with open(path, "r+b") as fh:
+        shape, dtype = _read_header(fh)
+        offset = fh.tell()
+        if shape[0] == n_rows:
+            return
+        header = _npy_header((n_rows, *shape[1:]), dtype)
+        size = n_rows * dtype.itemsize * int(np.prod(shape[1:]))
+        if len(header) == offset:  # always, unless the row count's digits cross a boundary
+            fh.seek(0)
+            fh.write(header)
+            fh.truncate(offset + size)
+            return
+    with open(path, "rb") as src, atomic_path(path) as tmp, open(tmp, "wb") as dst:
+        src.seek(offset)
+        dst.write(header)
+        left = size
+        while left:
+            block = src.read(min(left, 64 << 20))
+            dst.write(block)
+            left -= len(block)
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    """``np.savez`` with fixed zip timestamps, so equal arrays give equal bytes."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
+
+
+def _file_lines(entries, crcs: np.ndarray) -> str:
+    return "".join(
+        f"{e.id} {c:08x}\n" if c >= 0 else f"{e.id} -\n" for e, c in zip(entries, crcs.tolist())
     )
 
 
+def _read_into(path: Path, buf: np.ndarray, i: int) -> tuple[str | None, int]:
+    """Read, check and checksum one file; a good sample goes to ``buf[i]``."""
+    array, problem, crc = read_file(path)
+    if array is not None:
+        buf[i] = array
+    return problem, crc
+
+
 # ---------------------------------------------------------------------------- stage 2
-def _load_into(data_dir: Path, split: str, sample_id: str, buf: np.ndarray, i: int) -> None:
-    path = data_dir / relative_path(split, sample_id)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise BadInputError(
-            f"{path} changed since it was checked ({exc}); rerun with --force"
-        ) from None
-    problem = check_array(array, EXPECTED_SHAPE)
-    if problem:
-        raise BadInputError(f"{path} changed since it was checked: {problem}; rerun with --force")
-    buf[i] = array
-
-
-def _read_batch(data_dir, split, ids, pool, dtype=np.float32) -> np.ndarray:
-    buf = np.empty((len(ids), *EXPECTED_SHAPE), dtype=dtype)
-    list(pool.map(lambda a: _load_into(data_dir, split, a[1], buf, a[0]), enumerate(ids)))
-    return buf
-
-
-def _estimate_psd(data_dir, partial, config, seed, psd_file, pool, bar, device) -> None:
+def _estimate_psd(data_dir, partial, config, seed, psd_file, entries, pool, bar) -> None:
     if psd_file is not None:
         freqs, psd, rate = load_psd(psd_file, n_detectors=len(DETECTORS))
         if rate is not None and rate != SAMPLE_RATE:
             raise ValueError(f"PSD file {psd_file} is for {rate} Hz data, not {SAMPLE_RATE} Hz")
         n_used = 0
     else:
-        ids_file = partial / "train_ids.txt"
-        if not ids_file.is_file():
+        if "train" not in entries:
             raise FileNotFoundError(
                 f"--psd-source {config.psd_source} needs training samples ({TRAIN_LABELS}); "
                 "give a PSD file with --psd-source FILE instead"
             )
-        ids = np.array(ids_file.read_text().split())
-        labels = np.load(partial / "train_labels.npy", allow_pickle=False)
+        ids = np.array([e.id for e in entries["train"]])
+        labels = np.array([e.label for e in entries["train"]])
         pool_idx = (
             np.flatnonzero(labels == 0) if config.psd_source == "noise" else np.arange(ids.size)
         )
@@ -343,118 +533,215 @@ def _estimate_psd(data_dir, partial, config, seed, psd_file, pool, bar, device) 
                 f"--psd-source {config.psd_source}: no usable training samples"
                 + (" with target 0" if config.psd_source == "noise" else "")
             )
+        # Chosen among the CSV rows, before any file is read, so every shard of a
+        # sharded run picks the same subset; bad files among them are left out.
         rng = np.random.default_rng(seed)
         if pool_idx.size > config.psd_max_samples:
             pool_idx = np.sort(rng.choice(pool_idx, config.psd_max_samples, replace=False))
         chosen = ids[pool_idx]
-        total = None
-        step = min(config.batch_size, 512)
+        total, n_used, step = None, 0, 256
         with tqdm(total=len(chosen), desc="estimating PSD", **bar) as pbar:
             for start in range(0, len(chosen), step):
-                batch = _read_batch(
-                    data_dir, "train", chosen[start : start + step], pool, np.float64
-                )
-                freqs_t, p = welch(
-                    torch.from_numpy(batch).to(device),
-                    SAMPLE_RATE,
-                    segment_duration=config.psd_segment,
-                    overlap=config.psd_overlap,
-                    window=config.psd_window,
-                    average=config.psd_average,
-                )
-                s = p.sum(0).cpu()
-                total = s if total is None else total + s
-                pbar.update(len(batch))
-        freqs, psd = freqs_t.cpu().numpy(), (total / len(chosen)).numpy()
-        n_used = len(chosen)
-    with atomic_path(partial / PSD_FILE) as tmp, open(tmp, "wb") as fh:
-        np.savez(
-            fh,
-            frequencies=np.asarray(freqs, np.float64),
-            psd=np.asarray(psd, np.float64),
-            sample_rate=np.float64(SAMPLE_RATE),
-            n_samples=np.int64(n_used),
-        )
+                part = chosen[start : start + step]
+                buf = np.empty((len(part), *EXPECTED_SHAPE), np.float64)
+                paths = [data_dir / relative_path("train", i) for i in part]
+                found = list(pool.map(_read_into, paths, [buf] * len(part), range(len(part))))
+                keep = np.array([problem is None for problem, _ in found])
+                x = torch.from_numpy(buf[keep])
+                for c in range(0, len(x), CHUNK):
+                    freqs_t, p = welch(
+                        x[c : c + CHUNK],
+                        SAMPLE_RATE,
+                        segment_duration=config.psd_segment,
+                        overlap=config.psd_overlap,
+                        window=config.psd_window,
+                        average=config.psd_average,
+                        dtype=torch.float32,
+                    )
+                    s = p.sum(0)
+                    total = s if total is None else total + s
+                n_used += len(x)
+                pbar.update(len(part))
+        if n_used == 0:
+            raise BadInputError(f"--psd-source {config.psd_source}: every chosen file is bad")
+        freqs, psd = freqs_t.numpy(), (total / n_used).numpy()
+    _save_npz(
+        partial / PSD_FILE,
+        frequencies=np.asarray(freqs, np.float64),
+        psd=np.asarray(psd, np.float64),
+        sample_rate=np.float64(SAMPLE_RATE),
+        n_samples=np.int64(n_used),
+    )
+
+
+def _conditioner(partial: Path, config: PreprocessConfig, device) -> WhitenBandpass:
+    with np.load(partial / PSD_FILE, allow_pickle=False) as z:
+        freqs, psd = z["frequencies"], z["psd"]
+    return WhitenBandpass(
+        freqs,
+        psd,
+        SAMPLE_RATE,
+        N_SAMPLES,
+        fmin=config.fmin,
+        fmax=config.fmax,
+        order=config.filter_order,
+        window=config.window,
+        window_alpha=config.window_alpha,
+    ).to(device)
 
 
 # ---------------------------------------------------------------------------- stage 3
-def _condition_split(data_dir, partial, split, config, conditioner, pool, bar, state, budget):
-    ids = (partial / f"{split}_ids.txt").read_text().split()
-    n = len(ids)
-    path = partial / f"{split}.npy"
-    done = state["done"][split]
-    if done == 0 or not path.is_file():
-        done = 0
-        with atomic_path(path) as tmp:
-            np.lib.format.open_memmap(tmp, "w+", np.dtype(config.dtype), (n, *EXPECTED_SHAPE))
-    mm = np.load(path, mmap_mode="r+", allow_pickle=False)
-    bs = config.batch_size
-    starts = list(range(done, n, bs))
-    device = conditioner.transfer.device
-    out_dtype = getattr(torch, config.dtype)
-    with (
-        tqdm(total=n, initial=done, desc=f"conditioning {split}", **bar) as pbar,
-        ThreadPoolExecutor(1) as prefetcher,
-    ):
-        fetch = lambda s: _read_batch(data_dir, split, ids[s : s + bs], pool)  # noqa: E731
-        pending = prefetcher.submit(fetch, starts[0]) if starts else None
-        for k, start in enumerate(starts):
-            batch = pending.result()
-            pending = prefetcher.submit(fetch, starts[k + 1]) if k + 1 < len(starts) else None
-            with torch.no_grad():
-                y = conditioner(torch.from_numpy(batch).to(device)).to(out_dtype).cpu()
-            mm[start : start + len(batch)] = y.numpy()
-            mm.flush()
-            state["done"][split] = start + len(batch)  # samples written
+class _Run:
+    """The streaming pass: read + check + condition + write, batch by batch."""
+
+    def __init__(self, data_dir, partial, config, skip_bad, csv_problems, state, bar, budget):
+        self.data_dir, self.partial, self.config = data_dir, partial, config
+        self.skip_bad, self.csv_problems, self.state = skip_bad, csv_problems, state
+        self.bar, self.budget = bar, budget
+
+    def conditioning(self) -> bool:
+        """False once a bad row or file makes the run fail anyway: only check the rest."""
+        return self.skip_bad or not (self.csv_problems or self.state["problems"])
+
+    def stream(self, split, ids, conditioner, pool) -> None:
+        state, partial, bs = self.state, self.partial, self.config.batch_size
+        n = len(ids)
+        path, crc_path = partial / f"{split}.npy", partial / f"{split}_crc.npy"
+        done = state["done"][split]
+        if done == 0 or not path.is_file() or not crc_path.is_file():
+            done = state["done"][split] = state["written"][split] = 0
+            _create_array(path, n, self.config.dtype)
+            save_npy(crc_path, np.full(n, -1, np.int64))
+        row_bytes = np.dtype(self.config.dtype).itemsize * 3 * N_SAMPLES
+        offset = len(_npy_header((n, *EXPECTED_SHAPE), self.config.dtype))
+        crc_mm = np.load(crc_path, mmap_mode="r+", allow_pickle=False)
+        out_dtype = getattr(torch, self.config.dtype)
+        chunk = CHUNK if conditioner is None or conditioner.transfer.device.type == "cpu" else bs
+        fd = os.open(path, os.O_RDWR)
+
+        def fetch(start):
+            part = ids[start : start + bs]
+            buf = np.empty((len(part), *EXPECTED_SHAPE), np.float32)
+            paths = [self.data_dir / relative_path(split, i) for i in part]
+            found = list(pool.map(_read_into, paths, [buf] * len(part), range(len(part))))
+            return start, buf, found
+
+        def write(start, y, written, crcs, problems):
+            view = memoryview(y).cast("B") if y is not None else b""
+            pos = offset + written * row_bytes
+            while view:  # pwrite may write less than asked
+                k = os.pwrite(fd, view, pos)
+                view, pos = view[k:], pos + k
+            crc_mm[start : start + len(crcs)] = crcs
+            crc_mm.flush()
+            os.fsync(fd)  # data on disk before the state says so
+            state["problems"] += problems
+            state["done"][split] = start + len(crcs)
+            state["written"][split] = written + (0 if y is None else len(y))
             _save_state(partial, state)
-            pbar.update(len(batch))
-            if budget[0] is not None:
-                budget[0] -= 1
-                if budget[0] <= 0:
-                    if pending is not None:
-                        pending.cancel()
-                    raise _Interrupt(f"test hook: stopped after a batch of {split}")
-    del mm
+
+        starts = list(range(done, n, bs))
+        try:
+            with (
+                tqdm(total=n, initial=done, desc=f"preprocessing {split}", **self.bar) as pbar,
+                ThreadPoolExecutor(1) as reader,
+                ThreadPoolExecutor(1) as writer,
+            ):
+                pending = reader.submit(fetch, starts[0]) if starts else None
+                written = state["written"][split]
+                jobs = []
+                for k in range(len(starts)):
+                    start, buf, found = pending.result()
+                    if k + 1 < len(starts):
+                        pending = reader.submit(fetch, starts[k + 1])
+                    problems = [
+                        [relative_path(split, ids[start + j]).as_posix(), ids[start + j], split, p]
+                        for j, (p, _) in enumerate(found)
+                        if p is not None
+                    ]
+                    crcs = np.array([c for _, c in found], np.int64)
+                    y = None
+                    if problems and not self.skip_bad:
+                        conditioner = None  # the run fails: no point conditioning more
+                    if conditioner is not None and self.conditioning():
+                        if problems:
+                            buf = buf[np.array([p is None for p, _ in found])]
+                        y = self._condition(buf, conditioner, out_dtype, chunk)
+                    jobs.append(writer.submit(write, start, y, written, crcs, problems))
+                    written += 0 if y is None else len(y)
+                    n_rows = len(crcs)
+                    jobs[-1].add_done_callback(lambda _, m=n_rows: pbar.update(m))
+                    if len(jobs) > 2:  # bound memory; surface writer errors
+                        jobs.pop(0).result()
+                    if self.budget is not None:
+                        self.budget -= 1
+                        if self.budget <= 0:
+                            pending.cancel()
+                            for job in jobs:
+                                job.result()
+                            raise _Interrupt(f"test hook: stopped after a batch of {split}")
+                for job in jobs:
+                    job.result()
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _condition(buf: np.ndarray, conditioner, out_dtype, chunk) -> np.ndarray:
+        """Whiten + bandpass ``(b, 3, time)`` float32 in chunks; returns the cache dtype."""
+        device = conditioner.transfer.device
+        out = torch.empty(buf.shape, dtype=out_dtype)
+        x = torch.from_numpy(buf)
+        with torch.no_grad():
+            for c in range(0, len(x), chunk):
+                out[c : c + chunk] = conditioner(x[c : c + chunk].to(device)).to(out_dtype).cpu()
+        return out.numpy()
 
 
 # ---------------------------------------------------------------------------- stage 4
-def _finalize(out, partial, state, identity, fingerprint, config, psd_file) -> None:
+def _names(splits, with_report: bool) -> list[str]:
     names = [PSD_FILE]
-    counts = {}
-    for split, n in state["splits"].items():
+    for split in splits:
         names += [f"{split}.npy", f"{split}_ids.txt"]
-        counts[split] = n
         if split == "train":
             names.append("train_labels.npy")
-    if state["n_bad"]:
+    if with_report:
         names.append(BAD_FILES)
+    return names
+
+
+def _manifest(identity, fingerprint, psd_source, partial, file_digests, problems) -> dict:
+    counts = {}
+    for split in ("train", "test"):
+        if (partial / f"{split}_ids.txt").is_file():
+            counts[split] = len((partial / f"{split}_ids.txt").read_text().split())
     labels_file = partial / "train_labels.npy"
     positives = (
         int(np.load(labels_file, allow_pickle=False).sum()) if labels_file.is_file() else None
     )
-    with (
-        np.load(partial / PSD_FILE, allow_pickle=False)
-        if (partial / PSD_FILE).is_file()
-        else (np.load(out / PSD_FILE, allow_pickle=False)) as z
-    ):
+    with np.load(partial / PSD_FILE, allow_pickle=False) as z:
         n_psd = int(z["n_samples"])
-    manifest = {
+    return {
         "format": FORMAT,
         "version": __version__,
         "sample_rate": SAMPLE_RATE,
         "n_time": N_SAMPLES,
         "detectors": list(DETECTORS),
-        "dtype": config.dtype,
+        "dtype": identity["settings"]["dtype"],
         "data_dir": identity["data_dir"],
-        "counts": dict(counts, bad=state["n_bad"], train_positive=positives),
-        "psd": {
-            "source": str(psd_file) if psd_file is not None else config.psd_source,
-            "n_samples": n_psd,
-        },
+        "counts": dict(counts, bad=len(problems), train_positive=positives),
+        "psd": {"source": psd_source, "n_samples": n_psd},
         "settings": identity["settings"],
-        "checksums": dict(identity["checksums"], **state["file_checksums"]),
+        "checksums": dict(identity["checksums"], **file_digests),
+        "checksum_methods": {
+            "csv and psd_source": "sha256 of the file's bytes",
+            "<split>_files": FILES_CHECKSUM,
+        },
         "fingerprint": fingerprint,
     }
+
+
+def _install(out: Path, partial: Path, names, manifest: dict, own) -> None:
+    """Move the finished files from ``partial`` into ``out`` (``manifest.json`` last)."""
     write_json(partial / MANIFEST, manifest)
     for name in names:
         src = partial / name
@@ -462,7 +749,7 @@ def _finalize(out, partial, state, identity, fingerprint, config, psd_file) -> N
             os.replace(src, out / name)
         elif not (out / name).exists():
             raise RuntimeError(f"preprocess lost {src} while finishing; rerun with --force")
-    for name in set(OUTPUTS) - set(names) - {MANIFEST}:
+    for name in set(own) - set(names) - {MANIFEST}:
         (out / name).unlink(missing_ok=True)  # stale files of an earlier, different cache
     os.replace(partial / MANIFEST, out / MANIFEST)
     shutil.rmtree(partial)

@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,59 @@ def load_bytes(data: bytes) -> np.ndarray:
     except (EOFError, OSError, zipfile.BadZipFile) as exc:
         raise ValueError(f"unreadable or truncated ({exc or type(exc).__name__})") from None
     return array
+
+
+def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": tuple(shape)}
+    )
+    return buf.getvalue()
+
+
+# Exact headers np.save writes for a (3, 4096) little-endian float array (any numpy
+# version: the padding differs, never the length); files starting with one of them
+# skip header parsing.
+_FAST_HEADERS = {_npy_header(d, EXPECTED_SHAPE): np.dtype(d) for d in ("<f8", "<f4")}
+
+
+def _quick_problem(array: np.ndarray) -> str | None:
+    """:func:`check_array` for a float array of the right shape, ~10x faster when clean."""
+    # A non-finite element makes its row sum non-finite, an all-zero row sums to 0;
+    # anything suspicious (including overflow or cancellation) gets the full check.
+    sums = array.sum(axis=-1, dtype=np.float64)
+    if np.isfinite(sums).all() and sums.all():
+        return None
+    return check_array(array, EXPECTED_SHAPE)
+
+
+def read_file(path: str | os.PathLike) -> tuple[np.ndarray | None, str | None, int]:
+    """Read and check one ``(3, 4096)`` sample file, reading its bytes once.
+
+    Returns ``(array, problem, crc32)``: ``array`` (read-only view of the file's
+    bytes) is None when there is a problem; ``crc32`` is ``zlib.crc32`` of the
+    file's bytes, -1 when it cannot be read.
+    """
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return None, "missing", -1
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror or exc})", -1
+    crc = zlib.crc32(data)
+    head = data[:128]
+    dtype = _FAST_HEADERS.get(head)
+    if dtype is not None and len(data) == len(head) + dtype.itemsize * 3 * N_SAMPLES:
+        array = np.frombuffer(data, dtype, offset=len(head)).reshape(EXPECTED_SHAPE)
+        problem = _quick_problem(array)
+    else:
+        try:
+            array = load_bytes(data)
+        except ValueError as exc:
+            return None, str(exc), crc
+        problem = check_array(array, EXPECTED_SHAPE)
+    return (None if problem else array), problem, crc
 
 
 def read_sample(
