@@ -149,11 +149,28 @@ def _add_preprocess(sub) -> None:
         description=(
             "Check every file of a G2Net-layout data set, estimate the noise PSD per\n"
             "detector (Welch), whiten and bandpass every sample in batches, and pack the\n"
-            "result as memory-mappable arrays in CACHE_DIR. Interrupted runs resume."
+            "result as memory-mappable arrays in CACHE_DIR. Interrupted runs resume.\n\n"
+            "Large data sets: run `--shard I/N` for I = 0..N-1 (separate jobs or machines,\n"
+            "each with its own --out SHARD_DIR), then `--merge SHARD_DIR... --out CACHE_DIR`\n"
+            "gives the same bytes as one run."
         ),
     )
-    p.add_argument("data_dir", metavar="DATA_DIR", help="data set in the G2Net layout")
-    p.add_argument("--out", required=True, metavar="CACHE_DIR", help="cache directory to write")
+    p.add_argument("data_dir", nargs="?", metavar="DATA_DIR", help="data set in the G2Net layout")
+    p.add_argument(
+        "--out", required=True, metavar="CACHE_DIR", help="cache (or shard) directory to write"
+    )
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="process only the I-th (0-based) of N contiguous slices of each split into a "
+        "shard directory; every shard estimates the same PSD",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="SHARD_DIR",
+        help="join the shard directories of one --shard run into CACHE_DIR (no DATA_DIR)",
+    )
     p.add_argument(
         "--psd-source",
         default=d.psd_source,
@@ -161,9 +178,25 @@ def _add_preprocess(sub) -> None:
         "samples; or a path to a PSD file (.npz from a cache, or frequency + PSD columns)",
     )
     p.add_argument("--psd-segment", type=float, default=d.psd_segment, help="s, Welch segment")
+    p.add_argument(
+        "--psd-overlap", type=float, default=d.psd_overlap, help="Welch overlap, fraction"
+    )
+    p.add_argument("--psd-window", default=d.psd_window, help="Welch window (scipy name)")
     p.add_argument("--psd-average", default=d.psd_average, choices=["median", "mean"])
+    p.add_argument(
+        "--psd-max-samples",
+        type=int,
+        default=d.psd_max_samples,
+        help="training samples (seeded random subset) averaged for the PSD",
+    )
     p.add_argument("--fmin", type=float, default=d.fmin, help="Hz, bandpass low edge")
     p.add_argument("--fmax", type=float, default=d.fmax, help="Hz, bandpass high edge")
+    p.add_argument(
+        "--filter-order",
+        type=int,
+        default=d.filter_order,
+        help="Butterworth order of the zero-phase bandpass",
+    )
     p.add_argument(
         "--window-alpha", type=float, default=d.window_alpha, help="Tukey taper shape parameter"
     )
@@ -182,14 +215,33 @@ def _add_preprocess(sub) -> None:
 
 
 def _run_preprocess(args) -> int:
-    from g2res.data.preprocess import preprocess
+    from g2res.data.preprocess import merge_shards, preprocess
 
+    if args.merge:
+        if args.data_dir or args.shard:
+            raise ValueError("--merge takes shard directories, not DATA_DIR or --shard")
+        merge_shards(args.merge, args.out, force=args.force, progress=not args.quiet)
+        return 0
+    if not args.data_dir:
+        raise ValueError("give DATA_DIR (or --merge SHARD_DIR...)")
+    shard = None
+    if args.shard:
+        try:
+            shard = tuple(int(v) for v in args.shard.split("/"))
+            if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"--shard {args.shard!r} must be I/N with 0 <= I < N") from None
     cfg = PreprocessConfig(
         psd_source=args.psd_source,
         psd_segment=args.psd_segment,
+        psd_overlap=args.psd_overlap,
+        psd_window=args.psd_window,
         psd_average=args.psd_average,
+        psd_max_samples=args.psd_max_samples,
         fmin=args.fmin,
         fmax=args.fmax,
+        filter_order=args.filter_order,
         window_alpha=args.window_alpha,
         dtype=args.dtype,
         batch_size=args.batch_size,
@@ -204,6 +256,7 @@ def _run_preprocess(args) -> int:
         skip_bad=args.skip_bad,
         force=args.force,
         progress=not args.quiet,
+        shard=shard,
     )
     return 0
 
