@@ -30,7 +30,11 @@ def test_mismatched_front_end_and_backbone_name_both():
     with pytest.raises(ValueError, match="'stft'.*'resnet1d_18'"):
         build_model(ModelConfig(frontend={"name": "stft"}, backbone={"name": "resnet1d_18"}))
     with pytest.raises(ValueError, match="3 channels.*in_chans=1"):
-        build_model(ModelConfig(frontend={"name": "identity"}, backbone={"name": "resnet1d_audio"}))
+        build_model(
+            ModelConfig(
+                frontend={"name": "identity"}, backbone={"name": "resnet1d_18", "in_chans": 1}
+            )
+        )
 
 
 def test_mlp_head_from_config():
