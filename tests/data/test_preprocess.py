@@ -1,6 +1,9 @@
 """``g2res preprocess``: cache contents, physics of the output, resume, --force, CLI."""
 
+import hashlib
+import io
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ from g2res.data.cache import Cache, CacheDataset
 from g2res.data.layout import sample_path
 from g2res.data.preprocess import OUTPUTS, preprocess
 from g2res.signal import welch
-from g2res.signal.reference import coloured_noise, whiten_reference
+from g2res.signal.reference import coloured_noise, welch_reference, whiten_reference
 
 FS = 2048.0
 CFG = PreprocessConfig(batch_size=8, workers=2)
@@ -149,3 +152,44 @@ def test_cli(data_dir, cache_dir, tmp_path, capsys):
     assert snapshot(out) == snapshot(cache_dir)
     bad = main(["preprocess", str(tmp_path / "nowhere"), "--out", str(out), "-q"])
     assert bad == 1 and "does not exist" in capsys.readouterr().err
+
+
+def test_psd_is_scipy_welch_of_the_noise_rows(data_dir, cache_dir):
+    """float32 Welch (power-of-two scaled) averaged over label-0 rows == scipy in float64."""
+    rows = [r.split(",") for r in (data_dir / "training_labels.csv").read_text().split()[1:]]
+    noise = np.stack([np.load(sample_path(data_dir, "train", i)) for i, t in rows if t == "0"])
+    f, ref = welch_reference(noise, FS)
+    cache = Cache(cache_dir)
+    np.testing.assert_allclose(cache.psd["frequencies"], f)
+    np.testing.assert_allclose(cache.psd["psd"], ref.mean(0), rtol=1e-5)
+    assert cache.manifest["psd"]["n_samples"] == len(noise) == 30
+
+
+def test_file_checksums_in_manifest(data_dir, cache_dir):
+    m = Cache(cache_dir).manifest
+    for split, csv_name in (("train", "training_labels.csv"), ("test", "sample_submission.csv")):
+        ids = [r.split(",")[0] for r in (data_dir / csv_name).read_text().split()[1:]]
+        lines = "".join(
+            f"{i} {zlib.crc32(sample_path(data_dir, split, i).read_bytes()):08x}\n" for i in ids
+        )
+        assert m["checksums"][f"{split}_files"] == hashlib.sha256(lines.encode()).hexdigest()
+    assert "crc32" in m["checksum_methods"]["<split>_files"]
+    assert (
+        m["checksums"]["training_labels.csv"]
+        == hashlib.sha256((data_dir / "training_labels.csv").read_bytes()).hexdigest()
+    )
+
+
+def test_arrays_are_what_np_save_writes(cache_dir):
+    for split in ("train", "test"):
+        raw = (cache_dir / f"{split}.npy").read_bytes()
+        buf = io.BytesIO()
+        np.save(buf, np.load(cache_dir / f"{split}.npy"))
+        assert raw == buf.getvalue()
+
+
+def test_same_bytes_for_any_batch_size_and_workers(data_dir, cache_dir, tmp_path):
+    cfg = PreprocessConfig(batch_size=5, workers=1)
+    out = preprocess(data_dir, tmp_path / "c", cfg, progress=False)
+    for name in ("train.npy", "test.npy", "psd.npz", "train_ids.txt", "train_labels.npy"):
+        assert (out / name).read_bytes() == (cache_dir / name).read_bytes(), name

@@ -2,6 +2,7 @@
 
 import csv
 import pickle
+import zlib
 
 import numpy as np
 import pytest
@@ -9,7 +10,13 @@ import pytest
 from g2res.config import PreprocessConfig
 from g2res.data.layout import sample_path
 from g2res.data.preprocess import preprocess
-from g2res.data.validate import BadInputError, check_array, read_sample, read_split_csv
+from g2res.data.validate import (
+    BadInputError,
+    check_array,
+    read_file,
+    read_sample,
+    read_split_csv,
+)
 from g2res.signal.reference import coloured_noise
 
 FS = 2048.0
@@ -162,3 +169,31 @@ def test_bad_psd_source(dataset, tmp_path):
     root, _, _ = dataset
     with pytest.raises(FileNotFoundError, match="neither 'noise', 'all' nor a file"):
         preprocess(root, tmp_path / "c", PreprocessConfig(psd_source="nope.txt"), progress=False)
+
+
+def test_read_file_fast_path_agrees_with_np_load(tmp_path, rng):
+    """The header fast path and the general parser give np.load's array and crc32 of the bytes."""
+    x = rng.standard_normal((3, 4096)) * 1e-21
+    cancelling = np.ones((3, 4096))
+    cancelling[:, ::2] = -1  # each row sums to exactly 0 but is not all zeros
+    cases = {
+        "f8": x,
+        "f4": x.astype(np.float32),
+        "big_endian": x.astype(">f8"),  # not a fast-path header
+        "fortran": np.asfortranarray(x),
+        "cancelling": cancelling,
+    }
+    for name, array in cases.items():
+        path = tmp_path / f"{name}.npy"
+        np.save(path, array)
+        got, problem, crc = read_file(path)
+        assert problem is None, (name, problem)
+        np.testing.assert_array_equal(got, np.load(path))
+        assert crc == zlib.crc32(path.read_bytes())
+    bad = x.copy()
+    bad[2, 7] = np.inf
+    for array in (bad, bad.astype(np.float32), np.where(np.arange(3)[:, None] == 1, 0.0, x)):
+        np.save(tmp_path / "bad.npy", array)
+        got, problem, _ = read_file(tmp_path / "bad.npy")
+        assert got is None and problem == check_array(array)
+    assert read_file(tmp_path / "nowhere.npy") == (None, "missing", -1)
