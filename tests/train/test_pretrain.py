@@ -25,7 +25,7 @@ from g2res.train.pretrain import (
 
 TINY_MODEL = {
     "frontend": {"name": "identity"},
-    "backbone": {"name": "resnet1d_18", "width": 8},
+    "backbone": {"name": "resnet1d_18", "base_width": 8},
     "head": {"name": "linear"},
 }
 
@@ -147,7 +147,7 @@ def test_checkpoint_loads_into_the_recipe_model_only(tiny_cache, pool, tmp_path)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, ckpt["model"][key])
     other = build_model(
-        cfg.replace({"model.backbone": {"name": "resnet1d_18", "width": 16}}).model
+        cfg.replace({"model.backbone": {"name": "resnet1d_18", "base_width": 16}}).model
     )  # fmt: skip
     with pytest.raises(ValueError, match="best.pt"):
         load_pretrained(other, tmp_path / "run" / "best.pt")
