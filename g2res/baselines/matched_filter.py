@@ -1,0 +1,372 @@
+"""The matched filter: per-detector complex SNR by FFT correlation and a network statistic.
+
+For data d and a template h of one detector, both whitened by the PSD S it is
+given (never the simulator's), the complex SNR at lag t is
+
+    z(t) = 4 df sum_{fmin <= f} d~(f) h~*(f) / S(f) exp(2 pi i f t) / sqrt(<h|h>),
+
+computed for all lags at once with a complex inverse FFT of the positive
+frequencies only (the analytic-signal trick), so |z| is maximised over phase. In
+Gaussian noise Re z and Im z have unit variance. The data are tapered with a Tukey
+window first (2-s windows are not periodic).
+
+The network statistic at H1 lag t is |z_H1(t)|^2 + max |z_L1|^2 within
+``windows["L1"]`` s of t + max |z_V1|^2 within ``windows["V1"]`` s (the light travel
+times H1-L1 10 ms, H1-V1 27.3 ms, plus 1 ms), maximised over lags and templates; we
+report its square root (the network SNR). Templates with merger at sample 0
+(:mod:`g2res.baselines.bank`) put the peak at the merger time; the oracle's
+templates are the injected per-detector signals in place, so its peak is at lag 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from g2res.baselines.bank import F_LOWER, TemplateBank, stochastic_bank, whitening
+from g2res.data.layout import INJECTIONS, SAMPLE_SUBMISSION, TRAIN_LABELS, sample_path
+from g2res.utils import atomic_open, resolve_device
+
+DETECTORS = ("H1", "L1", "V1")
+SAMPLE_RATE = 2048.0  # Hz
+N_SAMPLES = 4096
+WINDOWS = {"L1": 0.011, "V1": 0.0283}  # s, coincidence windows relative to H1
+TAPER_ALPHA = 0.1  # Tukey: 0.1 s ramps, so mergers up to 1.9 s keep their full amplitude
+
+
+def load_filter_psd(
+    path: str | os.PathLike, sample_rate: float = SAMPLE_RATE, n_samples: int = N_SAMPLES
+) -> np.ndarray:
+    """A PSD file (``psd.npz`` of a cache or a table, see ``g2res.signal.psd.load_psd``)
+    interpolated linearly onto ``rfftfreq(n_samples, 1 / sample_rate)``: (3, f) strain^2/Hz."""
+    from g2res.signal.psd import load_psd
+
+    freqs, psd, rate = load_psd(path, n_detectors=len(DETECTORS))
+    if rate is not None and abs(rate - sample_rate) > 1e-6:
+        raise ValueError(f"PSD file {path} is for {rate} Hz data, not {sample_rate} Hz")
+    grid = np.fft.rfftfreq(n_samples, 1.0 / sample_rate)
+    if freqs[-1] < grid[-1] * 0.99 or freqs[0] > F_LOWER:
+        raise ValueError(
+            f"PSD file {path} covers {freqs[0]:g}-{freqs[-1]:g} Hz; the matched filter needs "
+            f"{F_LOWER:g}-{grid[-1]:g} Hz"
+        )
+    return np.stack([np.interp(grid, freqs, row) for row in psd])
+
+
+class MatchedFilter:
+    """Matched filter of ``(batch, 3, n_samples)`` strain against templates.
+
+    ``psd`` (3, f) strain^2/Hz on the rfft grid of ``n_samples`` at ``sample_rate`` Hz;
+    ``fmin``/``fmax`` Hz bound the inner products; ``upsample`` refines the lag grid.
+    """
+
+    def __init__(
+        self,
+        psd: np.ndarray,
+        sample_rate: float = SAMPLE_RATE,
+        n_samples: int = N_SAMPLES,
+        fmin: float = F_LOWER,
+        fmax: float | None = None,
+        taper_alpha: float = TAPER_ALPHA,
+        windows: dict[str, float] | None = None,
+        upsample: int = 1,
+        device: str | torch.device = "cpu",
+    ):
+        from g2res.signal.windows import window_array
+
+        self.sample_rate = float(sample_rate)
+        self.n_samples = int(n_samples)
+        self.frequencies = np.fft.rfftfreq(self.n_samples, 1.0 / self.sample_rate)
+        psd = np.asarray(psd, dtype=np.float64)
+        if psd.shape != (len(DETECTORS), self.frequencies.size):
+            raise ValueError(f"psd must be (3, {self.frequencies.size}), got {psd.shape}")
+        self.weight = whitening(psd, self.frequencies, fmin, fmax)  # (3, f)
+        self.taper = window_array("tukey", self.n_samples, taper_alpha)
+        self.upsample = int(upsample)
+        self.length = self.n_samples * self.upsample
+        rate = self.sample_rate * self.upsample
+        windows = WINDOWS if windows is None else windows
+        self.pool = [int(np.ceil(windows[d] * rate)) for d in DETECTORS[1:]]
+        self.device = torch.device(device)
+
+    def data_spectra(self, x: np.ndarray) -> torch.Tensor:
+        """Tapered, whitened spectra (batch, 3, f) complex64, scaled so that noise has
+        E|.|^2 = 2 per frequency in the band (``x`` (batch, 3, n) strain)."""
+        spec = np.fft.rfft(np.asarray(x, dtype=np.float64) * self.taper, axis=-1)
+        # rfft / fs approximates the Fourier transform; times sqrt(4 df) / sqrt(S).
+        scale = np.sqrt(4.0 / (self.sample_rate * self.n_samples))
+        return torch.as_tensor(spec * self.weight * scale, dtype=torch.complex64).to(self.device)
+
+    def template_spectra(self, h: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Unit-norm whitened spectra of templates and their optimal SNRs sigma.
+
+        ``h`` (..., n) for one waveform seen by every detector, or (..., 3, n) per
+        detector. Returns complex64 (..., 3, f) and sigma (..., 3) (for h in strain).
+        """
+        h = np.asarray(h, dtype=np.float64)
+        if h.ndim == 1 or h.shape[-2] != len(DETECTORS):
+            h = h[..., None, :]
+        spec = np.fft.rfft(h, axis=-1) * self.weight
+        norm2 = np.sum(np.abs(spec) ** 2, axis=-1)
+        if np.any(norm2 == 0):
+            raise ValueError("a template has no power in the analysis band")
+        sigma = np.sqrt(norm2 * 4.0 / (self.sample_rate * self.n_samples))
+        unit = spec / np.sqrt(norm2)[..., None]
+        unit = np.broadcast_to(unit, (*unit.shape[:-2], len(DETECTORS), unit.shape[-1])).copy()
+        return torch.as_tensor(unit, dtype=torch.complex64).to(self.device), sigma
+
+    def snr_series(self, d: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Complex SNR (batch, templates, 3, lags) of data spectra ``d`` (batch, 3, f) with
+        template spectra ``u`` (templates, 3, f) or per sample (batch, templates, 3, f)."""
+        if u.ndim == 3:
+            u = u[None]
+        prod = d[:, None] * u.conj()
+        return torch.fft.ifft(prod, n=self.length, dim=-1) * self.length
+
+    def network(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Network statistic of complex SNRs (batch, T, 3, lags): for each (batch, T) the
+        maximum over H1 lags of the coincident sum of |z|^2, its lag index and the three
+        per-detector |z|^2 there. Shapes (batch, T)."""
+        p = z.real.square() + z.imag.square()
+        b, t, _, n = p.shape
+        pooled = [p[:, :, 0]]
+        for k, w in enumerate(self.pool, start=1):
+            q = p[:, :, k].reshape(b * t, 1, n)
+            pooled.append(F.max_pool1d(q, 2 * w + 1, stride=1, padding=w).reshape(b, t, n))
+        pooled = torch.stack(pooled, 2)  # (b, t, 3, n)
+        total = pooled.sum(2)
+        stat, lag = total.max(-1)
+        per_det = pooled.gather(-1, lag[:, :, None, None].expand(b, t, 3, 1))[..., 0]
+        return stat, lag, per_det
+
+    def filter(self, x: np.ndarray, u: torch.Tensor, template_batch: int = 64) -> dict:
+        """Best network statistic of data ``x`` (batch, 3, n) over templates ``u``
+        (T, 3, f) or per sample (batch, T, 3, f).
+
+        Returns numpy arrays (batch,): ``snr`` (network SNR), ``template`` (index),
+        ``time`` (s, H1 lag of the peak) and ``snr_H1``, ``snr_L1``, ``snr_V1``.
+        """
+        d = self.data_spectra(x)
+        n = d.shape[0]
+        best = torch.full((n,), -1.0, device=self.device)
+        index = torch.zeros(n, dtype=torch.long, device=self.device)
+        lag = torch.zeros(n, dtype=torch.long, device=self.device)
+        dets = torch.zeros((n, 3), device=self.device)
+        n_templates = u.shape[-3]
+        with torch.no_grad():
+            for s in range(0, n_templates, template_batch):
+                chunk = u[..., s : s + template_batch, :, :]
+                stat, lags, per = self.network(self.snr_series(d, chunk))
+                value, j = stat.max(1)
+                better = value > best
+                rows = torch.arange(n, device=self.device)
+                best = torch.where(better, value, best)
+                index = torch.where(better, j + s, index)
+                lag = torch.where(better, lags[rows, j], lag)
+                dets = torch.where(better[:, None], per[rows, j], dets)
+        out = {
+            "snr": best.clamp(min=0).sqrt().cpu().numpy().astype(np.float64),
+            "template": index.cpu().numpy(),
+            "time": lag.cpu().numpy() / (self.sample_rate * self.upsample),
+        }
+        for k, det in enumerate(DETECTORS):
+            out[f"snr_{det}"] = dets[:, k].clamp(min=0).sqrt().cpu().numpy().astype(np.float64)
+        return out
+
+
+# ---------------------------------------------------------------------------- data
+def split_ids(data_dir: str | os.PathLike, split: str) -> list[str]:
+    """Ids of ``split`` (train: training_labels.csv; test: sample_submission.csv)."""
+    name = {"train": TRAIN_LABELS, "test": SAMPLE_SUBMISSION}.get(split)
+    if name is None:
+        raise ValueError(f"unknown split {split!r}: use train or test")
+    path = Path(data_dir) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; is {data_dir} a G2Net-layout data set?")
+    frame = pd.read_csv(path, dtype={"id": str})
+    if "id" not in frame.columns:
+        raise ValueError(f"{path} has no 'id' column")
+    return frame["id"].tolist()
+
+
+def read_sample(path: Path) -> np.ndarray:
+    """One raw sample (3, 4096) float64, with errors naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"sample file {path} does not exist")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"sample file {path} cannot be read: {exc}") from None
+    if x.shape != (len(DETECTORS), N_SAMPLES):
+        raise ValueError(f"sample file {path} has shape {x.shape}, expected (3, {N_SAMPLES})")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"sample file {path} contains NaN or infinite values")
+    return np.asarray(x, dtype=np.float64)
+
+
+def read_batch(data_dir, split: str, ids: list[str], pool: ThreadPoolExecutor) -> np.ndarray:
+    return np.stack(list(pool.map(lambda i: read_sample(sample_path(data_dir, split, i)), ids)))
+
+
+# ---------------------------------------------------------------------------- oracle
+class Oracle:
+    """The exact injected per-detector signals of a simulated data set (truth/).
+
+    Each signal is rendered again with the simulator's own code and settings
+    (``truth/simulate.json``, ``truth/psd.npy`` only for its SNR scaling). A noise
+    sample gets the signal of an injection chosen at random with ``seed``.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, seed: int = 0):
+        from g2res.data.simulate import PSD_FILE, SETTINGS_FILE
+        from g2res.data.waveforms import Injector
+
+        root = Path(data_dir)
+        table_path, settings_path, psd_path = (
+            root / INJECTIONS,
+            root / SETTINGS_FILE,
+            root / PSD_FILE,
+        )
+        for p in (table_path, settings_path, psd_path):
+            if not p.is_file():
+                raise FileNotFoundError(
+                    f"--oracle needs the simulator's truth: {p} does not exist "
+                    "(only data sets made by `g2res simulate` have it)"
+                )
+        self.table = pd.read_csv(table_path, dtype={"id": str}).set_index("id")
+        settings = json.loads(settings_path.read_text())
+        # (frequency, H1, L1, V1) on the window's rfft grid, as the simulator wrote it.
+        truth_psd = np.load(psd_path, allow_pickle=False)[:, 1:].T
+        self.injector = Injector(truth_psd, approximant=settings["config"]["approximant"])
+        signals = self.table.index[self.table["target"] == 1]
+        if len(signals) == 0:
+            raise ValueError(f"{table_path} has no injections")
+        self.signal_ids = sorted(signals)
+        self.rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(8,)))
+
+    def template_id(self, sample_id: str) -> str:
+        """The injection whose waveform is the template of ``sample_id``."""
+        if sample_id not in self.table.index:
+            raise ValueError(f"sample {sample_id} is not in the truth table")
+        if self.table.at[sample_id, "target"] == 1:
+            return sample_id
+        return self.signal_ids[int(self.rng.integers(len(self.signal_ids)))]
+
+    def signal(self, injection_id: str) -> np.ndarray:
+        """The injected signal (3, 4096) strain of ``injection_id``, as simulated."""
+        from g2res.data.simulate import PARAMETER_COLUMNS
+        from g2res.data.waveforms import BBHParameters
+
+        row = self.table.loc[injection_id]
+        params = BBHParameters(
+            **{k: float(row[k]) for k in PARAMETER_COLUMNS}, snr=float(row["snr_network"])
+        )
+        signal, _ = self.injector.render(params)
+        return signal
+
+
+# ---------------------------------------------------------------------------- command
+def rank_probability(stat: np.ndarray) -> np.ndarray:
+    """Monotone map of a statistic to (0, 1): (rank - 1/2) / n, ties sharing their rank."""
+    from scipy.stats import rankdata
+
+    stat = np.asarray(stat, dtype=np.float64)
+    return (rankdata(stat) - 0.5) / max(len(stat), 1)
+
+
+def companion_path(out: str | os.PathLike) -> Path:
+    """``name.raw.csv`` beside a submission ``name.csv``: the raw statistics."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.raw.csv")
+
+
+def matched_filter(
+    data_dir: str | os.PathLike,
+    psd: str | os.PathLike,
+    out: str | os.PathLike,
+    split: str = "test",
+    oracle: bool = False,
+    bank: TemplateBank | str | os.PathLike | None = None,
+    mass_range: tuple[float, float] = (7.0, 50.0),
+    spin_max: float = 0.99,
+    minimal_match: float = 0.95,
+    approximant: str = "IMRPhenomD",
+    save_bank: str | os.PathLike | None = None,
+    taper_alpha: float = TAPER_ALPHA,
+    batch_size: int = 8,
+    template_batch: int = 64,
+    device: str = "auto",
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """``g2res baseline matched-filter``: filter every sample of ``split`` and write
+
+    - ``out``: ``id,target`` with target the rank-transformed network SNR in (0, 1);
+    - ``companion_path(out)``: id, network SNR, per-detector SNRs, peak time (s) and
+      the best template (index and parameters; for the oracle the injection id).
+
+    The bank is loaded from ``bank`` (a ``.npz`` from ``save_bank``) or placed for
+    ``psd``. Returns the companion table.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    raw_out = companion_path(out)
+    for path in (out, raw_out):
+        if path.exists() and not force:
+            raise FileExistsError(f"{path} already exists; pass --force to overwrite it")
+    ids = split_ids(data_dir, split)
+    dev = resolve_device(device)
+    filt_psd = load_filter_psd(psd)
+    mf = MatchedFilter(filt_psd, taper_alpha=taper_alpha, device=dev)
+
+    the_oracle = Oracle(data_dir, seed) if oracle else None
+    templates = None
+    if the_oracle is None:
+        if isinstance(bank, (str, os.PathLike)):
+            bank = TemplateBank.load(bank)
+        if bank is None:
+            bank = stochastic_bank(
+                filt_psd, mf.frequencies, mass_range, spin_max, minimal_match, approximant,
+                seed=seed, device=dev, progress=progress,
+            )  # fmt: skip
+        if save_bank is not None:
+            bank.save(save_bank)
+        templates, _ = mf.template_spectra(bank.waveforms())
+
+    rows: list[pd.DataFrame] = []
+    bar = tqdm(total=len(ids), desc="matched filter", unit="sample", disable=not progress)
+    with ThreadPoolExecutor(4) as pool:
+        for s in range(0, len(ids), batch_size):
+            batch = ids[s : s + batch_size]
+            x = read_batch(data_dir, split, batch, pool)
+            if the_oracle is not None:
+                chosen = [the_oracle.template_id(i) for i in batch]
+                u, _ = mf.template_spectra(np.stack([the_oracle.signal(c) for c in chosen]))
+                res = mf.filter(x, u[:, None], template_batch)
+                extra = {"template_id": chosen}
+            else:
+                res = mf.filter(x, templates, template_batch)
+                extra = {k: getattr(bank, k)[res["template"]] for k in ("mass1", "mass2")}
+                extra.update({k: getattr(bank, k)[res["template"]] for k in ("spin1z", "spin2z")})
+            frame = pd.DataFrame({"id": batch, **res, **extra})
+            rows.append(frame)
+            bar.update(len(batch))
+    bar.close()
+    table = pd.concat(rows, ignore_index=True)
+    if the_oracle is not None:
+        table = table.drop(columns="template")
+    submission = pd.DataFrame({"id": table["id"], "target": rank_probability(table["snr"])})
+    with atomic_open(raw_out, "w", newline="") as fh:
+        table.to_csv(fh, index=False)
+    with atomic_open(out, "w", newline="") as fh:
+        submission.to_csv(fh, index=False)
+    return table
