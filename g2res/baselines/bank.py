@@ -9,11 +9,11 @@ inspiral are kept (a G2Net window is 2 s long), the cut tapered by a half-Hann.
 
 Placement is stochastic (as in sbank): proposals drawn from the simulator's prior
 (component masses uniform in ``mass_range``, aligned spins the z components of
-isotropic spins of magnitude up to ``spin_max``) are added when their best match with the bank is below
-``minimal_match``; placement stops after ``convergence`` proposals in a row were all
-covered. The fraction of the prior left uncovered is then about ``1 / convergence``.
-The match is the overlap maximised over time and phase, weighted by the harmonic
-mean of the detectors' PSDs over ``fmin``-Nyquist.
+isotropic spins of magnitude up to ``spin_max``) are added when their best match with
+the bank is below ``minimal_match``; placement stops after ``convergence`` proposals
+in a row were all covered. The fraction of the prior left uncovered is then about
+``1 / convergence``. The match is the overlap maximised over time and phase, weighted
+by the harmonic mean of the detectors' PSDs over ``fmin``-Nyquist.
 """
 
 from __future__ import annotations
