@@ -33,6 +33,8 @@ import torch
 from torch import nn
 
 from g2res.config import Config
+from g2res.train.checkpoint import load_pretrained, save_checkpoint
+from g2res.train.loop import lr_lambda
 from g2res.utils import atomic_path, check_output_dir, resolve_device, seed_everything, write_json
 
 __all__ = ["pretrain", "injection_source", "load_pretrained", "mix_injections", "holdout_split"]
@@ -79,27 +81,6 @@ def injection_source(cfg: Config, train_rows=None, device="cpu", seed: int | Non
     )
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike) -> dict:
-    """Load the weights of checkpoint ``path`` (``{"model": state_dict, ...}`` or a bare
-    state dict) into ``model`` with ``weights_only=True``; returns the checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling failure is reported with the file name
-        raise ValueError(f"checkpoint {path} cannot be read: {exc}") from None
-    state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"checkpoint {path} does not fit the recipe's model (was it pretrained with "
-            f"another model: section?): {str(exc).splitlines()[0]}"
-        ) from None
-    return ckpt if isinstance(ckpt, dict) else {"model": state}
-
-
 def mix_injections(x, y, source, step: int, fraction: float):
     """Replace the first round(fraction * batch) samples of a labelled batch by injected
     ones (batch ``step`` of ``source``); x (b, d, time), y (b,). Returns new tensors."""
@@ -138,16 +119,6 @@ def _augmenter(cfg: Config, sample_rate: float, device):
     return Augment(cfg.augment, sample_rate).to(device).train()
 
 
-def _lr_lambda(steps: int, warmup: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, steps - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-
-    return f
-
-
 @torch.no_grad()
 def _evaluate(model, cache, rows, batch_size, device, amp) -> tuple[float, float]:
     from sklearn.metrics import roc_auc_score
@@ -168,11 +139,6 @@ def _evaluate(model, cache, rows, batch_size, device, amp) -> tuple[float, float
     loss = float(nn.functional.binary_cross_entropy_with_logits(z, y))
     auc = float(roc_auc_score(y.numpy(), z.numpy())) if 0 < y.sum() < len(y) else math.nan
     return loss, auc
-
-
-def _save(path: Path, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def pretrain(
@@ -235,7 +201,7 @@ def pretrain(
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
     optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=tc.weight_decay)
     warmup = min(max(1, inj.steps // 20), 1000)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(inj.steps, warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(inj.steps, warmup))
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     loss_fn = nn.BCEWithLogitsLoss()
 
@@ -310,14 +276,14 @@ def pretrain(
             improved = not math.isnan(val_auc) and val_auc > best
             if improved or (math.isnan(val_auc) and step == inj.steps):
                 best = val_auc if improved else best
-                _save(out / BEST, state)
+                save_checkpoint(out / BEST, state)
             state["best_auc"] = best
             with atomic_path(out / HISTORY) as tmp:
                 pd.DataFrame(history).to_csv(tmp, index=False)
-            _save(out / LAST, state)
+            save_checkpoint(out / LAST, state)
     bar.close()
     if not (out / BEST).is_file():  # resumed after the last step, or no validation set
-        _save(out / BEST, torch.load(out / LAST, map_location="cpu", weights_only=True))
+        save_checkpoint(out / BEST, torch.load(out / LAST, map_location="cpu", weights_only=True))
     metrics = dict(
         steps=inj.steps,
         batch_size=tc.batch_size,

@@ -1,0 +1,471 @@
+"""Training one fold: batches from the memory-mapped cache, AdamW, warm-up + cosine or
+one-cycle schedule, gradient clipping, AMP and ``channels_last`` on CUDA, EMA of weights,
+early stopping on validation AUC, and exact resume.
+
+Exact resume: the order of the samples, the augmentations, the injected batches and the
+global torch RNG (dropout) of epoch ``e`` are pure functions of (seed, fold, e); DataLoader
+workers only read. ``last.pt`` saved after every epoch therefore holds everything that
+differs between an interrupted and an uninterrupted run (weights, optimiser, scheduler,
+scaler, EMA, history), and ``--resume`` reaches the same weights on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from g2res.config import Config, TrainConfig
+from g2res.train.checkpoint import load_checkpoint, load_pretrained, save_checkpoint
+from g2res.utils import atomic_path
+
+__all__ = [
+    "derive_seed",
+    "lr_lambda",
+    "make_optimizer",
+    "make_scheduler",
+    "epoch_batches",
+    "BatchReader",
+    "predict_logits",
+    "FoldResult",
+    "FoldTrainer",
+]
+
+BEST, LAST, HISTORY, FOLD_OOF = "best.pt", "last.pt", "history.csv", "oof.csv"
+# Independent random streams of one run, keyed with (seed, stream, fold, epoch).
+_ORDER, _AUGMENT, _TORCH, _INJECT = 1, 2, 3, 4
+
+
+def derive_seed(seed: int, *key: int) -> int:
+    """A 63-bit seed for the stream ``key`` of run seed ``seed`` (numpy SeedSequence)."""
+    state = np.random.SeedSequence(int(seed), spawn_key=tuple(int(k) for k in key))
+    return int(state.generate_state(2, np.uint32).astype(np.uint64) @ [1 << 31, 1])
+
+
+# ----------------------------------------------------------------------------- schedules
+def lr_lambda(total_steps: int, warmup_steps: int, shape: str = "cosine") -> Callable[[int], float]:
+    """Learning-rate factor per optimiser step: linear warm-up over ``warmup_steps``, then
+    ``cosine`` decay to 0 at ``total_steps`` or ``constant``."""
+    if shape not in ("cosine", "constant"):
+        raise ValueError(f"schedule {shape!r}: use cosine or constant")
+    total, warmup = max(1, int(total_steps)), max(0, int(warmup_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if shape == "constant":
+            return 1.0
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+    return factor
+
+
+def make_optimizer(model: nn.Module, tc: TrainConfig, lr: float | None = None):
+    """AdamW over the model's parameter groups (head/front-end at ``lr``, backbone at
+    ``train.backbone_lr``; no decay on biases and norms)."""
+    lr = tc.lr if lr is None else lr
+    if hasattr(model, "param_groups"):
+        groups = model.param_groups(lr, tc.backbone_lr, tc.weight_decay)
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
+    if not any(g["params"] for g in groups):
+        raise ValueError("the model has no trainable parameters (is everything frozen?)")
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=tc.weight_decay)
+
+
+def make_scheduler(optimizer, tc: TrainConfig, steps_per_epoch: int):
+    """Per-step scheduler of ``train.scheduler`` (cosine | onecycle | constant)."""
+    total = max(1, tc.epochs * steps_per_epoch)
+    warmup = int(round(tc.warmup_epochs * steps_per_epoch))
+    if tc.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=[g["lr"] for g in optimizer.param_groups],
+            total_steps=total,
+            pct_start=min(max(warmup / total, 0.01), 0.5),
+        )
+    if tc.scheduler not in ("cosine", "constant"):
+        raise ValueError(f"train.scheduler={tc.scheduler!r}: use cosine, onecycle or constant")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, warmup, tc.scheduler))
+
+
+# ----------------------------------------------------------------------------- data
+def epoch_batches(rows, batch_size: int, seed: int, fold: int, epoch: int) -> list[np.ndarray]:
+    """Shuffled batches of ``rows`` for one epoch, a pure function of (seed, fold, epoch).
+
+    A last batch of a single sample is merged into the one before (BatchNorm needs two).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    rng = np.random.default_rng(derive_seed(seed, _ORDER, fold, epoch))
+    order = rows[rng.permutation(rows.size)]
+    batches = [order[i : i + batch_size] for i in range(0, order.size, batch_size)]
+    if len(batches) > 1 and batches[-1].size == 1:
+        batches[-2] = np.concatenate(batches[-2:])
+        batches.pop()
+    return batches
+
+
+class BatchReader(Dataset):
+    """Item ``i`` is batch ``i``: ``(x (b, 3, time) float32, y (b,) float32)``.
+
+    ``array``: an in-memory array, or a callable that opens the (memory-mapped) array,
+    called lazily in each DataLoader worker. Rows are read in sorted order (sequential
+    on disk), then put back in the batch's order.
+    """
+
+    def __init__(self, array, labels: np.ndarray | None, batches: list[np.ndarray]):
+        self._open = array if callable(array) else None
+        self._array = None if callable(array) else array
+        self.labels = labels
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int):
+        if self._array is None:
+            self._array = self._open()
+        idx = self.batches[i]
+        order = np.argsort(idx, kind="stable")
+        x = np.empty((idx.size, *self._array.shape[1:]), dtype=np.float32)
+        x[order] = self._array[idx[order]]
+        y = self.labels[idx] if self.labels is not None else np.full(idx.size, np.nan)
+        return torch.from_numpy(x), torch.from_numpy(np.asarray(y, dtype=np.float32))
+
+
+def _loader(reader: BatchReader, workers: int, device: torch.device) -> DataLoader:
+    return DataLoader(
+        reader,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    array,
+    rows,
+    batch_size: int,
+    device: torch.device,
+    amp: bool = False,
+    workers: int = 0,
+) -> np.ndarray:
+    """Logits ``(len(rows),)`` of ``model`` (eval mode) on ``array[rows]``."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return np.empty(0, np.float32)
+    batches = [rows[i : i + batch_size] for i in range(0, rows.size, batch_size)]
+    was_training = model.training
+    model.eval()
+    out = []
+    for x, _ in _loader(BatchReader(array, None, batches), workers, device):
+        x = x.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=amp):
+            out.append(model(x).float().reshape(-1).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+# ----------------------------------------------------------------------------- one fold
+@dataclass
+class FoldResult:
+    """Outcome of one fold: best validation AUC, its epoch, the validation rows and
+    their predicted probabilities at that epoch, and the per-epoch history."""
+
+    fold: int
+    best_auc: float
+    best_epoch: int
+    epochs_run: int
+    val_rows: np.ndarray
+    val_prob: np.ndarray
+    history: pd.DataFrame = field(repr=False)
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def _bce(logits: np.ndarray, y: np.ndarray) -> float:
+    z, t = torch.from_numpy(logits.astype(np.float32)), torch.from_numpy(y.astype(np.float32))
+    return float(nn.functional.binary_cross_entropy_with_logits(z, t))
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < y.size else float("nan")
+
+
+class FoldTrainer:
+    """Train ``cfg.model`` on ``train_rows`` of the cache and validate on ``val_rows``.
+
+    Writes ``out_dir/{best.pt,last.pt,history.csv,oof.csv}``. ``log`` receives one line
+    per epoch and per fold. ``in_memory``: read the cache into memory first (benchmarks).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        cache,
+        train_rows,
+        val_rows,
+        fold: int,
+        out_dir: str | os.PathLike,
+        device: torch.device,
+        progress: bool = True,
+        log: Callable[[str], None] | None = None,
+        in_memory: bool = False,
+    ):
+        self.cfg, self.cache, self.fold = cfg, cache, int(fold)
+        self.train_rows = np.sort(np.asarray(train_rows, dtype=np.int64))
+        self.val_rows = np.sort(np.asarray(val_rows, dtype=np.int64))
+        self.out = Path(out_dir)
+        self.device, self.progress = device, progress
+        self.log = log or (lambda _msg: None)
+        self.ids = np.asarray(cache.ids("train"))
+        self.labels = cache.labels("train").astype(np.float32)
+        path = cache.path / "train.npy"
+        if in_memory:
+            self.array = np.ascontiguousarray(cache.array("train"), dtype=np.float32)
+        else:
+            self.array = _MemmapOpener(path)
+        self.n_time = int(cache.array("train").shape[-1])
+        tc = cfg.train
+        if tc.epochs < 1 or tc.batch_size < 2 or tc.eval_batch_size < 1:
+            raise ValueError("train.epochs >= 1, train.batch_size >= 2 and eval_batch_size >= 1")
+        self.amp = bool(tc.amp and device.type == "cuda")
+        self.workers = 0 if in_memory else max(0, int(tc.num_workers))
+
+    # --------------------------------------------------------------------- building
+    def _build(self):
+        from g2res.models import build_model
+        from g2res.transforms.augment import Augment
+
+        cfg, tc = self.cfg, self.cfg.train
+        model = build_model(cfg.model, sample_rate=self.cache.sample_rate, n_time=self.n_time)
+        if tc.init_from:
+            load_pretrained(model, tc.init_from)
+        model = model.to(self.device)
+        if self.device.type == "cuda" and tc.channels_last and getattr(model, "is_2d", False):
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.steps_per_epoch = len(epoch_batches(self.train_rows, tc.batch_size, 0, 0, 0))
+        self.optimizer = make_optimizer(model, tc)
+        self.scheduler = make_scheduler(self.optimizer, tc, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        self.ema = None
+        if tc.ema:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            if not 0 < tc.ema < 1:
+                raise ValueError(f"train.ema={tc.ema}: an EMA decay is in (0, 1), e.g. 0.999")
+            self.ema = AveragedModel(
+                model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True
+            )
+        self.augment = Augment(cfg.augment, self.cache.sample_rate).to(self.device).train()
+        self.injections = None
+        inj = cfg.injection
+        if inj.mode == "mix" and inj.mix_fraction > 0:
+            from g2res.train.pretrain import injection_source
+
+            # Only this fold's training rows lend their noise: validation stays unseen.
+            self.injections = injection_source(
+                cfg, self.train_rows, self.device, seed=derive_seed(cfg.seed, _INJECT, self.fold)
+            )
+        self.loss_fn = nn.BCEWithLogitsLoss()
+
+    def _eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def _state(self, epoch: int, **extra) -> dict:
+        return dict(
+            model=self._eval_model().state_dict(),
+            train_model=self.model.state_dict() if self.ema is not None else None,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(),
+            ema=self.ema.state_dict() if self.ema is not None else None,
+            epoch=epoch,
+            fold=self.fold,
+            config=self.cfg.to_dict(),
+            sample_rate=float(self.cache.sample_rate),
+            n_time=self.n_time,
+            **extra,
+        )
+
+    def _restore(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["train_model"] or ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:
+            if ckpt.get("ema") is None:
+                raise ValueError(f"{self.out / LAST} was written without EMA; train.ema changed")
+            self.ema.load_state_dict(ckpt["ema"])
+
+    # --------------------------------------------------------------------- running
+    def _train_epoch(self, epoch: int) -> dict:
+        from tqdm.auto import tqdm
+
+        cfg, tc = self.cfg, self.cfg.train
+        torch.manual_seed(derive_seed(cfg.seed, _TORCH, self.fold, epoch))  # dropout etc.
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, _AUGMENT, self.fold, epoch))
+        batches = epoch_batches(self.train_rows, tc.batch_size, cfg.seed, self.fold, epoch)
+        loader = _loader(BatchReader(self.array, self.labels, batches), self.workers, self.device)
+        self.model.train()
+        bar = tqdm(loader, total=len(batches), leave=False, dynamic_ncols=True, unit="batch",
+                   desc=f"fold {self.fold} epoch {epoch + 1}/{tc.epochs}",
+                   disable=not self.progress)  # fmt: skip
+        total_loss, seen, t_data, t_step = 0.0, 0, 0.0, 0.0
+        t0 = time.perf_counter()
+        for i, (x, y) in enumerate(bar):
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            if self.injections is not None:
+                from g2res.train.pretrain import mix_injections
+
+                step = epoch * self.steps_per_epoch + i
+                x, y = mix_injections(x, y, self.injections, step, cfg.injection.mix_fraction)
+            x = self.augment(x, generator=gen)
+            t1 = time.perf_counter()
+            t_data += t1 - t0
+            with torch.autocast(self.device.type, enabled=self.amp):
+                loss = self.loss_fn(self.model(x).float().reshape(-1), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if tc.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
+            value = float(loss.detach())
+            total_loss += value * y.numel()
+            seen += y.numel()
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+            t0 = time.perf_counter()
+            t_step += t0 - t1
+        bar.close()
+        return {
+            "train_loss": total_loss / max(seen, 1),
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "train_samples": seen,
+            "data_seconds": t_data,
+            "step_seconds": t_step,
+        }
+
+    def _validate(self) -> tuple[np.ndarray, float, float]:
+        logits = predict_logits(self._eval_model(), self.array, self.val_rows,
+                                self.cfg.train.eval_batch_size, self.device, self.amp,
+                                self.workers)  # fmt: skip
+        y = self.labels[self.val_rows]
+        return logits, _bce(logits, y), _auc(y, logits)
+
+    def _write_oof(self, prob: np.ndarray) -> None:
+        df = pd.DataFrame({
+            "id": self.ids[self.val_rows], "target": self.labels[self.val_rows].astype(int),
+            "prediction": prob, "fold": self.fold,
+        })  # fmt: skip
+        with atomic_path(self.out / FOLD_OOF) as tmp:
+            df.to_csv(tmp, index=False)
+
+    def load_result(self, ckpt: dict, history: list[dict]) -> FoldResult:
+        """The result of a finished fold from its checkpoint and fold oof.csv."""
+        oof = pd.read_csv(self.out / FOLD_OOF, dtype={"id": str})
+        if not np.array_equal(oof["id"].to_numpy(), self.ids[self.val_rows]):
+            raise ValueError(f"{self.out / FOLD_OOF} does not hold this fold's validation ids")
+        return FoldResult(
+            fold=self.fold,
+            best_auc=float(ckpt["best_auc"]),
+            best_epoch=int(ckpt["best_epoch"]),
+            epochs_run=int(ckpt["epoch"]),
+            val_rows=self.val_rows,
+            val_prob=oof["prediction"].to_numpy(np.float64),
+            history=pd.DataFrame(history),
+            stopped_early=bool(ckpt.get("stopped_early", False)),
+            seconds=float(sum(h["seconds"] for h in history)),
+        )
+
+    def fit(self, resume: bool = False) -> FoldResult:
+        """Train (or continue with ``resume``) and return the fold's result."""
+        tc = self.cfg.train
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._build()
+        epoch, history = 0, []
+        best_auc, best_epoch, bad_epochs = -math.inf, 0, 0
+        if resume and (self.out / LAST).is_file():
+            ckpt = load_checkpoint(self.out / LAST, self.device)
+            if ckpt.get("finished"):
+                return self.load_result(ckpt, ckpt["history"])
+            self._restore(ckpt)
+            epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+            best_auc, best_epoch = float(ckpt["best_auc"]), int(ckpt["best_epoch"])
+            bad_epochs = int(ckpt["bad_epochs"])
+            self.log(f"fold {self.fold}: resuming after epoch {epoch}")
+        stopped = False
+        while epoch < tc.epochs and not stopped:
+            t0 = time.perf_counter()
+            row = self._train_epoch(epoch)
+            logits, val_loss, val_auc = self._validate()
+            epoch += 1
+            row = {"epoch": epoch, **row, "val_loss": val_loss, "val_auc": val_auc,
+                   "seconds": time.perf_counter() - t0}  # fmt: skip
+            history.append(row)
+            improved = not math.isnan(val_auc) and val_auc > best_auc
+            if improved or best_epoch == 0:
+                best_auc = val_auc if improved else best_auc
+                best_epoch, bad_epochs = epoch, 0
+                prob = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+                self._write_oof(prob)
+                save_checkpoint(self.out / BEST, self._state(
+                    epoch, metrics={"val_auc": val_auc, "val_loss": val_loss}))  # fmt: skip
+            else:
+                bad_epochs += 1
+            stopped = tc.patience is not None and bad_epochs >= tc.patience
+            with atomic_path(self.out / HISTORY) as tmp:
+                pd.DataFrame(history).to_csv(tmp, index=False)
+            finished = stopped or epoch >= tc.epochs
+            save_checkpoint(self.out / LAST, self._state(
+                epoch, history=history, best_auc=best_auc, best_epoch=best_epoch,
+                bad_epochs=bad_epochs, finished=finished, stopped_early=stopped,
+                metrics={"val_auc": val_auc, "val_loss": val_loss},
+            ))  # fmt: skip
+            mark = " *" if best_epoch == epoch else ""
+            self._epoch_line(f"fold {self.fold} epoch {epoch}/{tc.epochs}: loss "
+                             f"{row['train_loss']:.4f} val_loss {val_loss:.4f} val_auc "
+                             f"{val_auc:.4f}{mark} ({row['seconds']:.0f} s)")  # fmt: skip
+        if stopped:
+            self.log(f"fold {self.fold}: no better validation AUC for {tc.patience} epochs")
+        return self.load_result(load_checkpoint(self.out / LAST), history)
+
+    def _epoch_line(self, text: str) -> None:
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(text)
+        else:
+            self.log(text)
+
+
+class _MemmapOpener:
+    """Picklable callable that opens the cache array read-only (in each worker)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __call__(self) -> np.ndarray:
+        return np.load(self.path, mmap_mode="r", allow_pickle=False)
