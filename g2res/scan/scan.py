@@ -1,0 +1,401 @@
+"""Sliding 2-s windows over long strain: conditioning, scoring, clustering, time slides.
+
+How a window is conditioned. The models were trained on 2-s samples that
+``g2res preprocess`` tapered (Tukey), whitened and bandpassed one by one. The
+scan does exactly that to each raw 2-s window (the same :class:`WhitenBandpass`
+with the taper, corners and filter order of the run's cache, batched), so a
+window looks to the model like a cache sample. The only difference is the PSD:
+instead of the cache's PSD it is estimated from the data around the window
+(Welch with the cache's segment length, overlap, window and average over a
+``psd_length``-s block of the valid segment the window lies in), as a search
+on real strain must, since the noise drifts.
+
+Valid segments are the stretches where all three detectors hold finite strain;
+windows never cross a NaN sample or a gap, and the stretches left out (NaN/gaps,
+or valid pieces shorter than one window) are reported.
+
+Clustering: windows are taken in order of decreasing score; each unclustered
+window claims every unclustered window whose start lies within
+``cluster_window`` s of its own. Every cluster is a trigger; its GPS time is the
+mean of ``window start + merger_offset`` over the cluster's windows scoring within
+10% (of the cluster's score range) of its peak, since G2Net-style models fire
+when the merger lies late in the window.
+
+Time slides: L1 is shifted by ``k * slide_step`` and V1 by ``2 k * slide_step``
+(circularly over the scanned grid, ``slide_step`` far above the 27-ms light
+travel time) for ``k = 1..K``; the clusters of those scans are background,
+and a trigger's false-alarm rate is the number of background clusters scoring
+at least as high divided by the background live time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from g2res import N_SAMPLES, SAMPLE_RATE
+from g2res.scan.strain import Strain, invalid_stretches, valid_segments
+from g2res.signal import WhitenBandpass, welch
+
+__all__ = [
+    "Conditioning",
+    "ScanSettings",
+    "Scorer",
+    "ScanResult",
+    "window_starts",
+    "psd_blocks",
+    "condition_windows",
+    "scan_strain",
+    "cluster_windows",
+    "slide_strain",
+    "timeslide_background",
+    "false_alarm_rate",
+]
+
+ScoreFn = Callable[[torch.Tensor], np.ndarray]
+SECONDS_PER_YEAR = 365.25 * 86400.0
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """Per-window conditioning: the PSD and filter settings of a run's cache."""
+
+    fmin: float = 20.0  # Hz
+    fmax: float = 500.0  # Hz
+    filter_order: int = 8
+    window: str = "tukey"
+    window_alpha: float = 0.2
+    psd_segment: float = 0.5  # s, Welch segment
+    psd_overlap: float = 0.5  # fraction
+    psd_window: str = "hann"
+    psd_average: str = "median"
+
+    @classmethod
+    def from_settings(cls, settings) -> Conditioning:
+        """From a :class:`PreprocessConfig` or a cache manifest's ``settings`` dict."""
+        if dataclasses.is_dataclass(settings):
+            settings = dataclasses.asdict(settings)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in settings.items() if k in names})
+
+    @property
+    def psd_key(self) -> tuple:
+        return (self.psd_segment, self.psd_overlap, self.psd_window, self.psd_average)
+
+
+@dataclass
+class ScanSettings:
+    """Sliding-window settings (all times in s)."""
+
+    stride: float = 0.25  # between window starts
+    psd_length: float = 64.0  # Welch stretch per PSD block
+    cluster_window: float = 1.0  # windows closer than this join one trigger
+    merger_offset: float = 1.7  # where in the window a firing model puts the merger
+    batch_size: int = 256  # windows per scoring batch
+    window_duration: float = N_SAMPLES / SAMPLE_RATE
+
+    def check(self) -> None:
+        if self.stride <= 0 or self.psd_length <= 0 or self.cluster_window < 0:
+            raise ValueError("stride and psd_length must be positive, cluster_window >= 0")
+        if self.psd_length < self.window_duration:
+            raise ValueError(
+                f"psd_length {self.psd_length} s is shorter than a {self.window_duration}-s window"
+            )
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+
+
+@dataclass
+class Scorer:
+    """A scoring function and the conditioning its windows need.
+
+    ``score(x)`` maps whitened windows ``(batch, 3, 4096)`` float32 to ``(batch,)``
+    probabilities in [0, 1].
+    """
+
+    score: ScoreFn
+    conditioning: Conditioning = field(default_factory=Conditioning)
+    name: str = "scorer"
+
+
+@dataclass
+class ScanResult:
+    """Window scores and bookkeeping of one scan."""
+
+    window_start: np.ndarray  # (n,) GPS s
+    scores: np.ndarray  # (n,) mean probability over scorers
+    segments: list[tuple[float, float]]  # scanned [start, end) GPS s
+    skipped: list[dict]  # {gps_start, gps_end, duration, reason, detectors}
+    seconds: float  # wall-clock s spent
+    live_time: float  # s of strain in the scanned segments
+
+    def report(self) -> dict:
+        return {
+            "windows_scored": int(self.window_start.size),
+            "segments_scanned": [
+                {"gps_start": a, "gps_end": b, "duration": b - a} for a, b in self.segments
+            ],
+            "live_time": self.live_time,
+            "skipped": self.skipped,
+            "skipped_duration": float(sum(s["duration"] for s in self.skipped)),
+            "seconds": self.seconds,
+            "strain_seconds_per_second": self.live_time / self.seconds if self.seconds else None,
+        }
+
+
+def window_starts(segment: tuple[int, int], stride: int, n_window: int = N_SAMPLES) -> np.ndarray:
+    """Start samples of the windows in ``segment`` ``[a, b)``: every ``stride`` samples from
+    ``a``, plus one ending at ``b`` so the whole segment is covered. Empty when too short."""
+    a, b = segment
+    if b - a < n_window:
+        return np.empty(0, dtype=np.int64)
+    starts = np.arange(a, b - n_window + 1, stride, dtype=np.int64)
+    if starts[-1] != b - n_window:
+        starts = np.append(starts, b - n_window)
+    return starts
+
+
+def psd_blocks(segment: tuple[int, int], block: int) -> list[tuple[int, int]]:
+    """``segment`` split into ``round(length / block)`` (at least 1) nearly equal blocks."""
+    a, b = segment
+    n = max(1, int(round((b - a) / block)))
+    edges = np.linspace(a, b, n + 1).round().astype(np.int64)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
+def _estimate_psd(data: np.ndarray, cond: Conditioning, sample_rate: float):
+    freqs, psd = welch(
+        torch.from_numpy(np.ascontiguousarray(data)),
+        sample_rate,
+        segment_duration=cond.psd_segment,
+        overlap=cond.psd_overlap,
+        window=cond.psd_window,
+        average=cond.psd_average,
+    )
+    return freqs.numpy(), psd.numpy()
+
+
+def condition_windows(
+    data: np.ndarray,
+    starts: np.ndarray,
+    frequencies: np.ndarray,
+    psd: np.ndarray,
+    cond: Conditioning,
+    sample_rate: float = SAMPLE_RATE,
+    n_window: int = N_SAMPLES,
+) -> torch.Tensor:
+    """Cut raw windows ``data[:, s:s+n_window]`` for ``s`` in ``starts`` and condition them
+    like ``g2res preprocess``: float32 ``(len(starts), 3, n_window)`` whitened strain."""
+    conditioner = WhitenBandpass(
+        frequencies,
+        psd,
+        sample_rate,
+        n_window,
+        fmin=cond.fmin,
+        fmax=cond.fmax,
+        order=cond.filter_order,
+        window=cond.window,
+        window_alpha=cond.window_alpha,
+    )
+    idx = np.asarray(starts)[:, None] + np.arange(n_window)
+    x = torch.from_numpy(np.ascontiguousarray(data[:, idx].transpose(1, 0, 2)))
+    # Preprocess conditions float32 copies of the float64 files: the same here.
+    return conditioner(x.to(torch.float32)).to(torch.float32)
+
+
+def _skipped(strain: Strain, segments_all, n_window: int) -> list[dict]:
+    rate = strain.sample_rate
+    out = []
+    for s in invalid_stretches(strain.data):
+        out.append(
+            {
+                "gps_start": float(strain.gps(s["start"])),
+                "gps_end": float(strain.gps(s["stop"])),
+                "duration": (s["stop"] - s["start"]) / rate,
+                "reason": "NaN or missing data",
+                "detectors": s["detectors"],
+            }
+        )
+    for a, b in segments_all:
+        if b - a < n_window:
+            out.append(
+                {
+                    "gps_start": float(strain.gps(a)),
+                    "gps_end": float(strain.gps(b)),
+                    "duration": (b - a) / rate,
+                    "reason": f"valid stretch shorter than a {n_window / rate:g}-s window",
+                    "detectors": [],
+                }
+            )
+    return sorted(out, key=lambda s: s["gps_start"])
+
+
+def scan_strain(
+    strain: Strain,
+    scorers: Scorer | Sequence[Scorer],
+    settings: ScanSettings | None = None,
+    progress: bool = True,
+    desc: str = "scan",
+) -> ScanResult:
+    """Score every 2-s window of the valid segments of ``strain``.
+
+    Each window is conditioned per scorer (see the module notes) and scored; the
+    score is the mean over scorers. Returns window start times (GPS s) and scores.
+    """
+    settings = settings or ScanSettings()
+    settings.check()
+    scorers = [scorers] if isinstance(scorers, Scorer) else list(scorers)
+    if not scorers:
+        raise ValueError("scan needs at least one scorer")
+    rate = strain.sample_rate
+    if not np.isclose(rate, SAMPLE_RATE):
+        raise ValueError(f"strain must be at {SAMPLE_RATE} Hz (resample first), got {rate:g} Hz")
+    n_window = int(round(settings.window_duration * rate))
+    stride = max(1, int(round(settings.stride * rate)))
+    block = int(round(settings.psd_length * rate))
+    t0 = time.perf_counter()
+    segments_all = valid_segments(strain.data)
+    segments = [(a, b) for a, b in segments_all if b - a >= n_window]
+    plan = []  # (block, window starts whose centre lies in it)
+    for seg in segments:
+        starts = window_starts(seg, stride, n_window)
+        centres = starts + n_window // 2
+        for a, b in psd_blocks(seg, block):
+            # The Welch block must hold a window even when the segment was split finely.
+            a, b = (a, b) if b - a >= n_window else (max(seg[0], b - n_window), b)
+            mine = starts[(centres >= a) & (centres < b)]
+            if mine.size:
+                plan.append(((a, b), mine))
+    total = sum(len(s) for _, s in plan)
+    all_starts = np.concatenate([s for _, s in plan]) if plan else np.empty(0, np.int64)
+    scores = np.zeros(total)
+    bar = tqdm(total=total, desc=desc, unit="window", disable=not progress, dynamic_ncols=True)
+    with bar:
+        pos = 0
+        for (a, b), starts in plan:
+            psds = {}
+            for k in range(0, starts.size, settings.batch_size):
+                batch = starts[k : k + settings.batch_size]
+                conditioned = {}
+                for scorer in scorers:
+                    cond = scorer.conditioning
+                    if cond.psd_key not in psds:
+                        psds[cond.psd_key] = _estimate_psd(strain.data[:, a:b], cond, rate)
+                    if cond not in conditioned:
+                        conditioned[cond] = condition_windows(
+                            strain.data, batch, *psds[cond.psd_key], cond, rate, n_window
+                        )
+                    p = np.asarray(scorer.score(conditioned[cond]), dtype=np.float64).reshape(-1)
+                    if p.shape != (batch.size,) or not np.isfinite(p).all():
+                        raise RuntimeError(
+                            f"scorer {scorer.name} returned {p.shape} scores (finite: "
+                            f"{np.isfinite(p).all()}) for {batch.size} windows"
+                        )
+                    scores[pos : pos + batch.size] += p
+                pos += batch.size
+                bar.update(batch.size)
+    scores /= len(scorers)
+    order = np.argsort(all_starts, kind="stable")
+    return ScanResult(
+        window_start=strain.gps(all_starts[order]),
+        scores=scores[order],
+        segments=[(float(strain.gps(a)), float(strain.gps(b))) for a, b in segments],
+        skipped=_skipped(strain, segments_all, n_window),
+        seconds=time.perf_counter() - t0,
+        live_time=float(sum(b - a for a, b in segments) / rate),
+    )
+
+
+def cluster_windows(
+    window_start: np.ndarray,
+    scores: np.ndarray,
+    cluster_window: float = 1.0,
+    merger_offset: float = 1.7,
+    window_duration: float = N_SAMPLES / SAMPLE_RATE,
+) -> pd.DataFrame:
+    """Cluster windows into triggers (see the module notes), loudest first.
+
+    Returns columns ``gps_time`` (s), ``score`` (peak), ``window_start``/``window_end``
+    (GPS s of the peak window), ``n_windows`` (windows in the cluster).
+    """
+    t = np.asarray(window_start, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    taken = np.zeros(t.size, dtype=bool)
+    rows = []
+    for i in np.argsort(-s, kind="stable"):
+        if taken[i]:
+            continue
+        members = np.flatnonzero(~taken & (np.abs(t - t[i]) <= cluster_window + 1e-9))
+        taken[members] = True
+        lo = s[members].min()
+        plateau = members[s[members] >= s[i] - 0.1 * (s[i] - lo)]
+        rows.append(
+            {
+                "gps_time": float(np.mean(t[plateau] + merger_offset)),
+                "score": float(s[i]),
+                "window_start": float(t[i]),
+                "window_end": float(t[i] + window_duration),
+                "n_windows": int(members.size),
+            }
+        )
+    columns = ["gps_time", "score", "window_start", "window_end", "n_windows"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def slide_strain(strain: Strain, shifts: Sequence[int]) -> Strain:
+    """A copy with detector ``d`` rolled by ``shifts[d]`` samples (circularly over the grid)."""
+    data = np.stack([np.roll(row, int(k)) for row, k in zip(strain.data, shifts)])
+    return dataclasses.replace(strain, data=data)
+
+
+def timeslide_background(
+    strain: Strain,
+    scorers: Scorer | Sequence[Scorer],
+    n_slides: int,
+    slide_step: float = 7.0,
+    settings: ScanSettings | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, float]:
+    """Peak scores of the clusters of ``n_slides`` time-slid scans and their live time (s).
+
+    Slide ``k`` shifts L1 by ``k * slide_step`` s and V1 by ``2 k * slide_step`` s.
+    """
+    settings = settings or ScanSettings()
+    if n_slides < 1:
+        return np.empty(0), 0.0
+    step = int(round(slide_step * strain.sample_rate))
+    n = strain.data.shape[-1]
+    if step < 0.1 * strain.sample_rate or 2 * n_slides * step >= n:
+        raise ValueError(
+            f"{n_slides} slides of {slide_step} s do not fit {n / strain.sample_rate:g} s of "
+            "strain (need 2 * K * step < duration, step >= 0.1 s)"
+        )
+    background, live = [], 0.0
+    for k in range(1, n_slides + 1):
+        slid = slide_strain(strain, (0, k * step, 2 * k * step))
+        res = scan_strain(slid, scorers, settings, progress, desc=f"slide {k}/{n_slides}")
+        clusters = cluster_windows(
+            res.window_start, res.scores, settings.cluster_window, settings.merger_offset
+        )
+        background.append(clusters["score"].to_numpy())
+        live += res.live_time
+    return np.concatenate(background), live
+
+
+def false_alarm_rate(scores: np.ndarray, background: np.ndarray, live_time: float) -> np.ndarray:
+    """Per year: background clusters scoring >= each score, over ``live_time`` s.
+
+    With no louder background the rate is an upper bound, ``1 / live_time``.
+    """
+    if live_time <= 0:
+        return np.full(np.shape(scores), np.nan)
+    bg = np.sort(np.asarray(background, dtype=np.float64))
+    louder = bg.size - np.searchsorted(bg, np.asarray(scores, dtype=np.float64), side="left")
+    return np.maximum(louder, 1) / live_time * SECONDS_PER_YEAR
