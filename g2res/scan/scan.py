@@ -16,10 +16,15 @@ or valid pieces shorter than one window) are reported.
 
 Clustering: windows are taken in order of decreasing score; each unclustered
 window claims every unclustered window whose start lies within
-``cluster_window`` s of its own. Every cluster is a trigger; its GPS time is the
-mean of ``window start + merger_offset`` over the cluster's windows scoring within
-10% (of the cluster's score range) of its peak, since G2Net-style models fire
-when the merger lies late in the window.
+``cluster_window`` s (default: one window length) of its own. Every cluster is
+a trigger. Its GPS time comes from the cluster's rising edge: as windows slide
+forward the merger enters through the end of the window, so the first window
+whose score reaches half way from the cluster's lowest to its peak score
+(interpolated between it and the window before) has the merger at the latest
+position the model fires for, ``merger_offset`` s into the window (default 1.9 s,
+the end of the merger range G2Net-style training sets use). A model firing on a
+merger anywhere in the window gives a plateau about ``merger_offset`` s long, so
+the peak window itself says little about the time.
 
 Time slides: L1 is shifted by ``k * slide_step`` and V1 by ``2 k * slide_step``
 (circularly over the scanned grid, ``slide_step`` far above the 27-ms light
@@ -96,8 +101,8 @@ class ScanSettings:
 
     stride: float = 0.25  # between window starts
     psd_length: float = 64.0  # Welch stretch per PSD block
-    cluster_window: float = 1.0  # windows closer than this join one trigger
-    merger_offset: float = 1.7  # where in the window a firing model puts the merger
+    cluster_window: float = 2.0  # windows starting closer than this join one trigger
+    merger_offset: float = 1.9  # latest merger position in the window the models fire for
     batch_size: int = 256  # windows per scoring batch
     window_duration: float = N_SAMPLES / SAMPLE_RATE
 
@@ -316,17 +321,19 @@ def scan_strain(
 def cluster_windows(
     window_start: np.ndarray,
     scores: np.ndarray,
-    cluster_window: float = 1.0,
-    merger_offset: float = 1.7,
+    cluster_window: float = 2.0,
+    merger_offset: float = 1.9,
     window_duration: float = N_SAMPLES / SAMPLE_RATE,
 ) -> pd.DataFrame:
     """Cluster windows into triggers (see the module notes), loudest first.
 
-    Returns columns ``gps_time`` (s), ``score`` (peak), ``window_start``/``window_end``
-    (GPS s of the peak window), ``n_windows`` (windows in the cluster).
+    Returns columns ``gps_time`` (s, from the rising edge), ``score`` (peak),
+    ``window_start``/``window_end`` (GPS s of the peak window), ``n_windows``.
     """
     t = np.asarray(window_start, dtype=np.float64)
     s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(t, kind="stable")
+    t, s = t[order], s[order]
     taken = np.zeros(t.size, dtype=bool)
     rows = []
     for i in np.argsort(-s, kind="stable"):
@@ -334,11 +341,17 @@ def cluster_windows(
             continue
         members = np.flatnonzero(~taken & (np.abs(t - t[i]) <= cluster_window + 1e-9))
         taken[members] = True
-        lo = s[members].min()
-        plateau = members[s[members] >= s[i] - 0.1 * (s[i] - lo)]
+        level = s[members].min() + 0.5 * (s[i] - s[members].min())
+        # Walk back from the peak through neighbouring windows still above the level.
+        j, k = i, int(np.searchsorted(members, i))
+        while k > 0 and members[k - 1] == j - 1 and s[j - 1] >= level:
+            j, k = j - 1, k - 1
+        edge = t[j]
+        if k > 0 and members[k - 1] == j - 1 and s[j] > s[j - 1]:
+            edge = t[j - 1] + (level - s[j - 1]) / (s[j] - s[j - 1]) * (t[j] - t[j - 1])
         rows.append(
             {
-                "gps_time": float(np.mean(t[plateau] + merger_offset)),
+                "gps_time": float(edge + merger_offset),
                 "score": float(s[i]),
                 "window_start": float(t[i]),
                 "window_end": float(t[i] + window_duration),

@@ -95,13 +95,13 @@ def band_variance(fmin=20.0, fmax=500.0, order=8, n=4096, rate=SAMPLE_RATE) -> f
 
 
 def excess_power(band=SCORE_BAND, rate=SAMPLE_RATE):
-    """Deterministic scorer: whitened power in ``band`` s of the window over the noise level,
-    squashed to (0, 1). Fires when a merger lies in ``band``."""
+    """Deterministic scorer: excess whitened power in ``band`` s of the window over the
+    noise level, clipped to [0, 1]. Fires when a merger lies in ``band``."""
     a, b = (int(t * rate) for t in band)
     var0 = band_variance()
 
     def score(x: torch.Tensor) -> np.ndarray:
         e = x[..., a:b].double().pow(2).mean(dim=(-1, -2)) / var0
-        return torch.sigmoid(10.0 * (e - 1.0)).numpy()
+        return (e - 1.0).clamp(0.0, 1.0).numpy()
 
     return score

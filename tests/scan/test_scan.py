@@ -25,7 +25,7 @@ from g2res.scan import (
 )
 from g2res.signal.reference import welch_reference, whiten_reference
 
-OFFSET = float(np.mean(SCORE_BAND))  # where the excess-power scorer puts the merger
+OFFSET = SCORE_BAND[1]  # latest merger position the excess-power scorer fires for
 
 
 def test_windows_cover_segments_and_blocks_split_evenly():
@@ -72,7 +72,7 @@ def test_scan_finds_injections_and_skips_gap(long_strain):
     assert (res.skipped[0]["gps_start"], res.skipped[0]["gps_end"]) == gap
     assert res.window_start.size == sum(int((b - a - 2.0) / 0.25) + 1 for a, b in res.segments)
 
-    triggers = cluster_windows(res.window_start, res.scores, 1.0, OFFSET)
+    triggers = cluster_windows(res.window_start, res.scores, merger_offset=OFFSET)
     found = np.sort(triggers["gps_time"].to_numpy()[:2]) - GPS0
     np.testing.assert_allclose(found, INJECTIONS, atol=0.25)
     assert triggers["score"].iloc[1] > triggers["score"].iloc[2:].max()
@@ -117,7 +117,7 @@ def test_resampled_input_finds_the_same_injections(long_strain, tmp_path):
     assert strain.sample_rate == SAMPLE_RATE and strain.data.shape == long_strain["data"].shape
     settings = ScanSettings(stride=0.25, psd_length=32.0, merger_offset=OFFSET)
     res = scan_strain(strain, Scorer(excess_power()), settings, progress=False)
-    triggers = cluster_windows(res.window_start, res.scores, 1.0, OFFSET)
+    triggers = cluster_windows(res.window_start, res.scores, merger_offset=OFFSET)
     found = np.sort(triggers["gps_time"].to_numpy()[:2]) - GPS0
     np.testing.assert_allclose(found, INJECTIONS, atol=0.25)
 
@@ -131,11 +131,13 @@ def test_clusters_partition_windows_loudest_first(rng):
     assert triggers["score"].iloc[0] == s.max()
     peaks = np.sort(triggers["window_start"].to_numpy())
     assert np.all(np.diff(peaks) > 1.0)  # a louder window absorbs everything within 1 s
-    # A flat-topped bump: the trigger time is the middle of its plateau.
+    # A flat-topped bump: the time is the half-height crossing of its rising edge + offset.
     s = np.zeros(40)
     s[10:15] = 1.0
+    s[9] = 0.25
     top = cluster_windows(np.arange(40) * 0.25, s, 2.0, merger_offset=1.0).iloc[0]
-    assert top["gps_time"] == pytest.approx(np.mean(np.arange(10, 15) * 0.25) + 1.0)
+    assert top["gps_time"] == pytest.approx(9 * 0.25 + (0.5 - 0.25) / 0.75 * 0.25 + 1.0)
+    assert top["window_start"] == 10 * 0.25 and top["n_windows"] == 17
 
 
 def test_timeslides_give_far(long_strain):
