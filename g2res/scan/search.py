@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from g2res import DETECTORS, __version__
+from g2res import DETECTORS, N_SAMPLES, SAMPLE_RATE, __version__
 from g2res.scan.scan import (
     Conditioning,
     ScanSettings,
@@ -120,7 +120,7 @@ def plot_scores(path, result, triggers: pd.DataFrame, n_mark: int = 10) -> None:
 
     t_ref = result.segments[0][0] if result.segments else 0.0
     fig, ax = plt.subplots(figsize=(10, 3.5))
-    centre = result.window_start + 1.0 - t_ref
+    centre = result.window_start + 0.5 * N_SAMPLES / SAMPLE_RATE - t_ref
     ax.plot(centre, result.scores, ".-", ms=2, lw=0.6, color="C0", label="window score")
     for i, s in enumerate(result.skipped):
         ax.axvspan(
