@@ -29,6 +29,16 @@ def test_hdf5_readers_return_values_and_times(tmp_path, rng):
         assert (start, rate) == (t0, 4096.0)
     values, start, rate = read_series(tmp_path / "gwpy.hdf5", channel="L1:GWOSC-4KHZ_R1_STRAIN")
     assert start == GPS0 + 2
+    from gwpy.timeseries import TimeSeries
+
+    TimeSeries(x, t0=GPS0, sample_rate=4096, channel="V1:STRAIN", name="V1:STRAIN").write(
+        str(tmp_path / "V-V1.gwf")
+    )
+    values, start, rate = read_series(tmp_path / "V-V1.gwf", channel="V1:STRAIN")
+    np.testing.assert_array_equal(values, x)
+    assert (start, rate) == (GPS0, 4096.0)
+    with pytest.raises(StrainError, match="V-V1.gwf cannot be read by gwpy"):
+        read_series(tmp_path / "V-V1.gwf", channel="V1:NOPE")
     values, start, rate = read_series(tmp_path / "x.npy", sample_rate=4096, gps_start=GPS0)
     np.testing.assert_array_equal(values, x)
     assert (start, rate) == (GPS0, 4096.0)
