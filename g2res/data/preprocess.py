@@ -27,6 +27,7 @@ as a single run. The cache format is described in :mod:`g2res.data.cache`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -75,7 +76,9 @@ OUTPUTS = (
 SHARD_OUTPUTS = (*OUTPUTS, "train_files.txt", "test_files.txt")
 FORMAT = "g2res-cache-1"
 SHARD_FORMAT = "g2res-shard-1"
-CHUNK = 64  # samples per FFT call on the CPU: keeps the working set in cache (~4x faster)
+# Samples per worker task (read + check + FFT on the CPU): small enough that a task's
+# working set stays in a core's cache, large enough to amortise the FFT set-up per call.
+CHUNK = 32
 FILES_CHECKSUM = "sha256 of the lines '<id> <crc32 of the file's bytes, 8 hex digits>' in CSV order"
 
 
@@ -165,7 +168,7 @@ def preprocess(
         _save_state(partial, state)
     run = _Run(data_dir, partial, config, skip_bad, csv_problems, state, bar, _interrupt_after)
 
-    with ThreadPoolExecutor(max(1, config.workers)) as pool:
+    with _torch_threads(1), ThreadPoolExecutor(max(1, config.workers)) as pool:
         conditioner = None
         if run.conditioning():
             if not state["psd"]:
@@ -433,6 +436,31 @@ def _save_state(partial: Path, state: dict) -> None:
     write_json(partial / STATE, state)
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """Run the block with ``n`` torch intra-op threads (process-wide), then restore."""
+    # The worker threads are the parallelism: each reads and conditions its own chunk
+    # with the GIL released. torch's OpenMP team on top spins while it waits for work,
+    # taking the cores the readers need (2.6x slower end to end on 2 cores).
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _in_order(pool: ThreadPoolExecutor, fn, items: list, depth: int = 8):
+    """``pool.map(fn, items)`` with at most ``depth`` tasks queued ahead of the consumer."""
+    tasks = [pool.submit(fn, item) for item in items[:depth]]
+    for k in range(len(items)):
+        result = tasks[k].result()
+        tasks[k] = None  # let the result go once consumed
+        if k + depth < len(items):
+            tasks.append(pool.submit(fn, items[k + depth]))
+        yield result
+
+
 # ---------------------------------------------------------------------------- files
 def _npy_header(shape: tuple[int, ...], dtype) -> bytes:
     """The exact header ``np.save`` writes for a C-ordered array of ``shape``."""
@@ -539,28 +567,36 @@ def _estimate_psd(data_dir, partial, config, seed, psd_file, entries, pool, bar)
         if pool_idx.size > config.psd_max_samples:
             pool_idx = np.sort(rng.choice(pool_idx, config.psd_max_samples, replace=False))
         chosen = ids[pool_idx]
-        total, n_used, step = None, 0, 256
+
+        def chunk_psd(part):
+            """Worker: summed Welch PSD ``(3, f)`` of the good files among ``part``."""
+            buf = np.empty((len(part), *EXPECTED_SHAPE), np.float64)
+            found = [
+                _read_into(data_dir / relative_path("train", i), buf, k) for k, i in enumerate(part)
+            ]
+            keep = np.array([problem is None for problem, _ in found], bool)
+            if not keep.any():
+                return None, 0
+            freqs_t, p = welch(
+                torch.from_numpy(buf[keep]),
+                SAMPLE_RATE,
+                segment_duration=config.psd_segment,
+                overlap=config.psd_overlap,
+                window=config.psd_window,
+                average=config.psd_average,
+                dtype=torch.float32,
+            )
+            return (freqs_t, p.sum(0)), int(keep.sum())
+
+        total, n_used = None, 0
+        parts = [chosen[s : s + CHUNK] for s in range(0, len(chosen), CHUNK)]
         with tqdm(total=len(chosen), desc="estimating PSD", **bar) as pbar:
-            for start in range(0, len(chosen), step):
-                part = chosen[start : start + step]
-                buf = np.empty((len(part), *EXPECTED_SHAPE), np.float64)
-                paths = [data_dir / relative_path("train", i) for i in part]
-                found = list(pool.map(_read_into, paths, [buf] * len(part), range(len(part))))
-                keep = np.array([problem is None for problem, _ in found])
-                x = torch.from_numpy(buf[keep])
-                for c in range(0, len(x), CHUNK):
-                    freqs_t, p = welch(
-                        x[c : c + CHUNK],
-                        SAMPLE_RATE,
-                        segment_duration=config.psd_segment,
-                        overlap=config.psd_overlap,
-                        window=config.psd_window,
-                        average=config.psd_average,
-                        dtype=torch.float32,
-                    )
-                    s = p.sum(0)
+            # Summed in chunk order, so the result does not depend on the thread count.
+            for part, (result, n_good) in zip(parts, _in_order(pool, chunk_psd, parts)):
+                if result is not None:
+                    freqs_t, s = result
                     total = s if total is None else total + s
-                n_used += len(x)
+                n_used += n_good
                 pbar.update(len(part))
         if n_used == 0:
             raise BadInputError(f"--psd-source {config.psd_source}: every chosen file is bad")
@@ -616,15 +652,32 @@ class _Run:
         offset = len(_npy_header((n, *EXPECTED_SHAPE), self.config.dtype))
         crc_mm = np.load(crc_path, mmap_mode="r+", allow_pickle=False)
         out_dtype = getattr(torch, self.config.dtype)
-        chunk = CHUNK if conditioner is None or conditioner.transfer.device.type == "cpu" else bs
+        on_cpu = conditioner is not None and conditioner.transfer.device.type == "cpu"
+        self.conditioner = conditioner  # None once the run is bound to fail
         fd = os.open(path, os.O_RDWR)
 
-        def fetch(start):
+        def load(part, c, buf, out):
+            """Worker: read rows ``c:c+CHUNK`` of a batch into ``buf``, condition into ``out``."""
+            stop = min(c + CHUNK, len(part))
+            found = []
+            for k in range(c, stop):
+                problem, crc = _read_into(self.data_dir / relative_path(split, part[k]), buf, k)
+                if problem is not None:
+                    buf[k] = 0  # dropped later; zeros keep the FFT of the chunk finite
+                found.append((problem, crc))
+            cond = self.conditioner
+            if out is not None and cond is not None:
+                with torch.no_grad():
+                    y = cond(torch.from_numpy(buf[c:stop]))
+                torch.from_numpy(out[c:stop]).copy_(y)  # rounds to the cache dtype
+            return found
+
+        def submit(start):
             part = ids[start : start + bs]
             buf = np.empty((len(part), *EXPECTED_SHAPE), np.float32)
-            paths = [self.data_dir / relative_path(split, i) for i in part]
-            found = list(pool.map(_read_into, paths, [buf] * len(part), range(len(part))))
-            return start, buf, found
+            out = np.empty(buf.shape, self.config.dtype) if on_cpu else None
+            tasks = [pool.submit(load, part, c, buf, out) for c in range(0, len(part), CHUNK)]
+            return start, buf, out, tasks
 
         def write(start, y, written, crcs, problems):
             view = memoryview(y).cast("B") if y is not None else b""
@@ -641,19 +694,21 @@ class _Run:
             _save_state(partial, state)
 
         starts = list(range(done, n, bs))
+        pending = None
         try:
             with (
                 tqdm(total=n, initial=done, desc=f"preprocessing {split}", **self.bar) as pbar,
-                ThreadPoolExecutor(1) as reader,
                 ThreadPoolExecutor(1) as writer,
             ):
-                pending = reader.submit(fetch, starts[0]) if starts else None
+                # The next batch is queued before this one is collected, so the workers
+                # never wait for the main thread.
+                pending = submit(starts[0]) if starts else None
                 written = state["written"][split]
                 jobs = []
                 for k in range(len(starts)):
-                    start, buf, found = pending.result()
-                    if k + 1 < len(starts):
-                        pending = reader.submit(fetch, starts[k + 1])
+                    start, buf, out, tasks = pending
+                    pending = submit(starts[k + 1]) if k + 1 < len(starts) else None
+                    found = [f for task in tasks for f in task.result()]
                     problems = [
                         [relative_path(split, ids[start + j]).as_posix(), ids[start + j], split, p]
                         for j, (p, _) in enumerate(found)
@@ -662,11 +717,13 @@ class _Run:
                     crcs = np.array([c for _, c in found], np.int64)
                     y = None
                     if problems and not self.skip_bad:
-                        conditioner = None  # the run fails: no point conditioning more
+                        conditioner = self.conditioner = None  # the run fails: stop conditioning
                     if conditioner is not None and self.conditioning():
-                        if problems:
-                            buf = buf[np.array([p is None for p, _ in found])]
-                        y = self._condition(buf, conditioner, out_dtype, chunk)
+                        good = np.array([p is None for p, _ in found]) if problems else slice(None)
+                        if on_cpu:
+                            y = out[good]
+                        else:
+                            y = self._condition(buf[good], conditioner, out_dtype, bs)
                     jobs.append(writer.submit(write, start, y, written, crcs, problems))
                     written += 0 if y is None else len(y)
                     n_rows = len(crcs)
@@ -676,18 +733,20 @@ class _Run:
                     if self.budget is not None:
                         self.budget -= 1
                         if self.budget <= 0:
-                            pending.cancel()
                             for job in jobs:
                                 job.result()
                             raise _Interrupt(f"test hook: stopped after a batch of {split}")
                 for job in jobs:
                     job.result()
         finally:
+            if pending is not None:  # interrupted: drop the queued batch
+                for task in pending[3]:
+                    task.cancel()
             os.close(fd)
 
     @staticmethod
     def _condition(buf: np.ndarray, conditioner, out_dtype, chunk) -> np.ndarray:
-        """Whiten + bandpass ``(b, 3, time)`` float32 in chunks; returns the cache dtype."""
+        """Whiten + bandpass ``(b, 3, time)`` float32 on the device; returns the cache dtype."""
         device = conditioner.transfer.device
         out = torch.empty(buf.shape, dtype=out_dtype)
         x = torch.from_numpy(buf)

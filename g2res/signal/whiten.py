@@ -140,7 +140,8 @@ def whitening_transfer(
 def _apply(x: torch.Tensor, window: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
     dtype = _real_dtype(x)
     spec = torch.fft.rfft(x.to(dtype) * window.to(dtype))
-    return torch.fft.irfft(spec * transfer.to(dtype), n=x.shape[-1])
+    # In place on the fresh spectrum: one (batch, detector, f) complex temporary fewer.
+    return torch.fft.irfft(spec.mul_(transfer.to(dtype)), n=x.shape[-1])
 
 
 def whiten(
