@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 # Loud signals so a few epochs of a tiny model can learn them on 2 CPU cores.
-TINY = dict(n_train=160, n_test=48, snr=(10.0, 20.0), seed=1234)
+TINY = dict(n_train=400, n_test=100, snr=(10.0, 20.0), seed=1234)
 
 
 def pytest_collection_modifyitems(config, items):

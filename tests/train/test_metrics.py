@@ -1,0 +1,75 @@
+"""Metrics agree with scikit-learn; efficiency vs SNR behaves like a detector's."""
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+from sklearn.metrics import f1_score, roc_auc_score
+
+from g2res.train.metrics import (
+    auc_by_snr,
+    classification_metrics,
+    efficiency_vs_snr,
+    threshold_at_fpr,
+)
+
+
+@pytest.fixture
+def detector(rng):
+    """Scores that grow with the SNR of the signals; noise scores N(0, 1)."""
+    n = 4000
+    y = (rng.uniform(size=n) < 0.5).astype(int)
+    snr = np.where(y == 1, rng.uniform(4, 20, n), 0.0)
+    stat = rng.normal(size=n) + np.where(y == 1, 0.35 * snr, 0.0)
+    return y, 1 / (1 + np.exp(-(stat - 2))), snr
+
+
+def test_classification_metrics_match_sklearn(detector):
+    y, p, _ = detector
+    m = classification_metrics(y, p)
+    assert m["auc"] == pytest.approx(roc_auc_score(y, p))
+    assert m["f1"] == pytest.approx(f1_score(y, p >= 0.5))
+    cm = np.array(m["confusion_matrix"])
+    assert cm.sum() == len(y) and cm[1].sum() == y.sum()
+    assert cm[1, 1] == ((p >= 0.5) & (y == 1)).sum()
+    # The best-F1 threshold beats 0.5 and a grid of other thresholds.
+    assert m["f1_best_f1"] >= m["f1"] - 1e-12
+    grid = np.quantile(p, np.linspace(0.05, 0.95, 37))
+    assert m["f1_best_f1"] >= max(f1_score(y, p >= t) for t in grid) - 1e-12
+    assert m["f1_best_f1"] == pytest.approx(f1_score(y, p >= m["threshold_best_f1"]))
+
+
+def test_metrics_refuse_bad_input():
+    with pytest.raises(ValueError, match="not finite"):
+        classification_metrics([0, 1], [0.2, np.nan])
+    with pytest.raises(ValueError, match="shape"):
+        classification_metrics([0, 1, 1], [0.2, 0.3])
+    with pytest.raises(ValueError, match="0 or 1"):
+        classification_metrics([0, 2], [0.2, 0.3])
+
+
+def test_threshold_at_fpr_is_the_tightest(detector):
+    y, p, _ = detector
+    for fpr in (0.0, 0.01, 0.1):
+        t = threshold_at_fpr(y, p, fpr)
+        noise = p[y == 0]
+        assert (noise > t).mean() <= fpr
+        # Any lower noise score as threshold lets more than fpr through.
+        lower = noise[noise < t]
+        if lower.size:
+            assert (noise > lower.max()).mean() > fpr
+
+
+def test_efficiency_rises_with_snr(detector):
+    y, p, snr = detector
+    table = efficiency_vs_snr(y, p, snr, fpr=0.01, bins=(4, 8, 12, 16, 20))
+    assert list(table["snr_low"]) == [4, 8, 12, 16]
+    assert table["n_signals"].sum() == y.sum()
+    eff = table["efficiency"].to_numpy()
+    assert np.all(np.diff(eff) > 0)
+    # Analytic efficiency: P(N(0,1) + 0.35 snr > z_0.99), snr uniform in each bin.
+    z = norm.isf(0.01)
+    for (lo, hi), got in zip(((4, 8), (8, 12), (12, 16), (16, 20)), eff):
+        s = np.linspace(lo, hi, 401)
+        assert got == pytest.approx(norm.sf(z - 0.35 * s).mean(), abs=0.06)
+    auc = auc_by_snr(y, p, snr, bins=(4, 8, 12, 16, 20))["auc"].to_numpy()
+    assert np.all(np.diff(auc) > 0)
