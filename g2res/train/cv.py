@@ -13,6 +13,12 @@ Run directory::
                          0.5 and at the best-F1 threshold, confusion matrices; efficiency
                          vs network SNR when the data set's truth is known
     plots/               curves.png, roc.png, confusion.png, efficiency.png
+
+A pseudo-labelled cache (``g2res pseudo-label``) carries its own ``folds.csv`` (the split
+of the run that labelled it; pseudo-labelled rows have fold -1: training data of every
+fold, never validation) and ``train_pseudo.npy`` (n_train, folds) float32: the target of
+each pseudo-labelled row when training fold k (NaN for labelled rows), made by fold k's
+own model, so no fold's validation labels leak into its training data.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from g2res.utils import atomic_path, resolve_device, seed_everything, write_json
 __all__ = ["cv_train", "collect_oof", "RUN_FILES"]
 
 CONFIG, FOLDS, OOF, METRICS, PLOTS = "config.yaml", "folds.csv", "oof.csv", "metrics.json", "plots"
+PSEUDO_TARGETS = "train_pseudo.npy"
 RUN_FILES = (CONFIG, FOLDS, OOF, METRICS, PLOTS)
 # Settings that may change between an interrupted run and its --resume.
 _RESUME_FREE = {"device", "cv.fold", "train.num_workers", "train.eval_batch_size", "cache"}
@@ -82,8 +89,10 @@ def _prepare_out(out: Path, cfg: Config, resume: bool, force: bool) -> bool:
     return False
 
 
-def _folds(cfg: Config, out: Path, ids, labels, resume: bool) -> np.ndarray:
-    source = cfg.cv.folds_file
+def _folds(cfg: Config, out: Path, ids, labels, resume: bool, cache) -> np.ndarray:
+    source = cfg.cv.folds_file or (
+        cache.path / FOLDS if (cache.path / FOLDS).is_file() else None
+    )  # a pseudo-labelled cache brings the split its labels were made with
     if source:
         table = read_folds(source)
         where = str(source)
@@ -92,11 +101,26 @@ def _folds(cfg: Config, out: Path, ids, labels, resume: bool) -> np.ndarray:
     else:
         table, where = make_folds(ids, labels, cfg.cv.folds, cfg.seed), "the split"
     fold = check_folds(table, ids, labels, where)
+    if (fold < 0).any() and not (cache.path / PSEUDO_TARGETS).is_file():
+        raise ValueError(f"{where}: fold -1 (training only) is meant for pseudo-labelled caches")
     n = int(fold.max()) + 1
     if n != cfg.cv.folds:
         raise ValueError(f"{where} has {n} folds but the recipe asks for cv.folds={cfg.cv.folds}")
     write_folds(pd.DataFrame({"id": ids, "target": labels, "fold": fold}), out / FOLDS)
     return fold
+
+
+def _fold_targets(cache, labels: np.ndarray, fold: int) -> np.ndarray | None:
+    """Training targets of fold ``fold``: pseudo-labels where the cache has them."""
+    f = cache.path / PSEUDO_TARGETS
+    if not f.is_file():
+        return None
+    pseudo = np.load(f, mmap_mode="r", allow_pickle=False)
+    if pseudo.ndim != 2 or pseudo.shape[0] != labels.size or fold >= pseudo.shape[1]:
+        raise ValueError(f"{f}: expected (n_train={labels.size}, folds) pseudo-labels, "
+                         f"got {pseudo.shape}")  # fmt: skip
+    col = np.asarray(pseudo[:, fold], dtype=np.float32)
+    return np.where(np.isfinite(col), col, labels.astype(np.float32))
 
 
 def collect_oof(run: str | os.PathLike) -> pd.DataFrame:
@@ -190,7 +214,7 @@ def cv_train(
     device = resolve_device(cfg.device)
     ids = np.asarray(cache.ids("train"))
     labels = cache.labels("train").astype(np.int64)
-    fold_of = _folds(cfg, out, ids, labels, resume)
+    fold_of = _folds(cfg, out, ids, labels, resume, cache)
     todo = list(range(cfg.cv.folds)) if cfg.cv.fold is None else sorted(set(cfg.cv.fold))
     bad = [k for k in todo if not 0 <= k < cfg.cv.folds]
     if bad:
@@ -202,7 +226,9 @@ def cv_train(
 
     def trainer(k: int, **kw) -> FoldTrainer:
         train_rows, val_rows = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
-        return FoldTrainer(cfg, cache, train_rows, val_rows, k, out / f"fold{k}", device, **kw)
+        targets = _fold_targets(cache, labels, k)
+        return FoldTrainer(cfg, cache, train_rows, val_rows, k, out / f"fold{k}", device,
+                           targets=targets, **kw)  # fmt: skip
 
     for k in todo:
         r = trainer(k, progress=progress, log=log).fit(resume=resume)

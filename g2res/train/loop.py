@@ -213,6 +213,11 @@ class FoldTrainer:
 
     Writes ``out_dir/{best.pt,last.pt,history.csv,oof.csv}``. ``log`` receives one line
     per epoch and per fold. ``in_memory``: read the cache into memory first (benchmarks).
+    ``targets`` (n_train,): training targets in [0, 1] per cache row (default: the cache's
+    labels; soft pseudo-labels for pseudo-labelled rows); validation always uses the
+    cache's labels. ``callbacks``: objects with optional methods
+    ``after_backward(trainer, epoch, step)`` (gradients are there) and
+    ``epoch_end(trainer, row)`` (``row``: the epoch's history entry, may be extended).
     """
 
     def __init__(
@@ -227,6 +232,8 @@ class FoldTrainer:
         progress: bool = True,
         log: Callable[[str], None] | None = None,
         in_memory: bool = False,
+        targets: np.ndarray | None = None,
+        callbacks: tuple = (),
     ):
         self.cfg, self.cache, self.fold = cfg, cache, int(fold)
         self.train_rows = np.sort(np.asarray(train_rows, dtype=np.int64))
@@ -236,6 +243,13 @@ class FoldTrainer:
         self.log = log or (lambda _msg: None)
         self.ids = np.asarray(cache.ids("train"))
         self.labels = cache.labels("train").astype(np.float32)
+        self.targets = self.labels if targets is None else np.asarray(targets, np.float32)
+        if (
+            self.targets.shape != self.labels.shape
+            or not np.isfinite(self.targets[self.train_rows]).all()
+        ):
+            raise ValueError("targets: one finite value in [0, 1] per training row is needed")
+        self.callbacks = tuple(callbacks)
         path = cache.path / "train.npy"
         if in_memory:
             self.array = np.ascontiguousarray(cache.array("train"), dtype=np.float32)
@@ -323,7 +337,7 @@ class FoldTrainer:
         torch.manual_seed(derive_seed(cfg.seed, _TORCH, self.fold, epoch))  # dropout etc.
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, _AUGMENT, self.fold, epoch))
         batches = epoch_batches(self.train_rows, tc.batch_size, cfg.seed, self.fold, epoch)
-        loader = _loader(BatchReader(self.array, self.labels, batches), self.workers, self.device)
+        loader = _loader(BatchReader(self.array, self.targets, batches), self.workers, self.device)
         self.model.train()
         bar = tqdm(loader, total=len(batches), leave=False, dynamic_ncols=True, unit="batch",
                    desc=f"fold {self.fold} epoch {epoch + 1}/{tc.epochs}",
@@ -345,6 +359,9 @@ class FoldTrainer:
                 loss = self.loss_fn(self.model(x).float().reshape(-1), y)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            for cb in self.callbacks:
+                if hasattr(cb, "after_backward"):
+                    cb.after_backward(self, epoch, i)
             if tc.grad_clip:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
@@ -424,6 +441,9 @@ class FoldTrainer:
             epoch += 1
             row = {"epoch": epoch, **row, "val_loss": val_loss, "val_auc": val_auc,
                    "seconds": time.perf_counter() - t0}  # fmt: skip
+            for cb in self.callbacks:
+                if hasattr(cb, "epoch_end"):
+                    cb.epoch_end(self, row)
             history.append(row)
             improved = not math.isnan(val_auc) and val_auc > best_auc
             if improved or best_epoch == 0:
