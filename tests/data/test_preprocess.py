@@ -188,8 +188,13 @@ def test_arrays_are_what_np_save_writes(cache_dir):
         assert raw == buf.getvalue()
 
 
-def test_same_bytes_for_any_batch_size_and_workers(data_dir, cache_dir, tmp_path):
-    cfg = PreprocessConfig(batch_size=5, workers=1)
+@pytest.mark.parametrize("batch_size, workers", [(5, 1), (64, 3)])  # 64: several chunks
+def test_same_bytes_for_any_batch_size_and_workers(
+    data_dir, cache_dir, tmp_path, batch_size, workers
+):
+    threads = torch.get_num_threads()
+    cfg = PreprocessConfig(batch_size=batch_size, workers=workers)
     out = preprocess(data_dir, tmp_path / "c", cfg, progress=False)
     for name in ("train.npy", "test.npy", "psd.npz", "train_ids.txt", "train_labels.npy"):
         assert (out / name).read_bytes() == (cache_dir / name).read_bytes(), name
+    assert torch.get_num_threads() == threads  # the workers' single-thread setting is undone

@@ -17,7 +17,7 @@ from g2res.data.validate import (
     read_sample,
     read_split_csv,
 )
-from g2res.signal.reference import coloured_noise
+from g2res.signal.reference import coloured_noise, whiten_reference
 
 FS = 2048.0
 
@@ -152,6 +152,15 @@ def test_skip_bad_drops_and_reports(dataset, tmp_path, capsys):
     assert (out / "test_ids.txt").read_text().split() == test[1:]
     with open(out / "bad_files.csv") as fh:
         assert len(list(csv.DictReader(fh))) == len(expected)
+    # Bad rows are dropped from their chunks: every kept row is its own file, conditioned.
+    with np.load(out / "psd.npz") as z:
+        f, psd = z["frequencies"], z["psd"]
+    for split, ids in (("train", kept), ("test", test[1:])):
+        cached = np.load(out / f"{split}.npy")
+        for row, sample_id in enumerate(ids):
+            raw = np.load(sample_path(root, split, sample_id))
+            ref = whiten_reference(raw, f, psd, FS, 0.2, 20.0, 500.0, 8)
+            assert np.abs(cached[row] - ref).max() < 1e-4 * np.abs(ref).max(), (split, row)
 
 
 def test_read_sample_and_csv(dataset):
