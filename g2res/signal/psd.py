@@ -43,6 +43,26 @@ def _segment_length(sample_rate: float, segment_duration: float, overlap: float,
     return nperseg, step
 
 
+_NETWORK_MAX = 12  # segments up to which a sorting network beats torch.sort
+
+
+def _median(power: torch.Tensor) -> torch.Tensor:
+    """Median along dim -2 (mean of the two middle values for an even count)."""
+    n = power.shape[-2]
+    lo, hi = (n - 1) // 2, n // 2
+    if n > _NETWORK_MAX:
+        ordered = power.sort(dim=-2).values
+        return 0.5 * (ordered[..., lo, :] + ordered[..., hi, :])
+    # Odd-even transposition sort by elementwise min/max: the same values as torch.sort,
+    # ~10x faster on a short strided axis (7 segments for 2 s of data in 0.5-s halves).
+    rows = list(power.unbind(-2))
+    for r in range(n):
+        for i in range(r % 2, n - 1, 2):
+            a, b = rows[i], rows[i + 1]
+            rows[i], rows[i + 1] = torch.minimum(a, b), torch.maximum(a, b)
+    return 0.5 * (rows[lo] + rows[hi])
+
+
 def welch(
     x: torch.Tensor | np.ndarray,
     sample_rate: float,
@@ -103,9 +123,7 @@ def welch(
     if average == "mean":
         psd = power.mean(-2)
     elif average == "median":
-        ordered = power.sort(dim=-2).values
-        lo, hi = (n_segments - 1) // 2, n_segments // 2
-        psd = 0.5 * (ordered[..., lo, :] + ordered[..., hi, :]) / median_bias(n_segments)
+        psd = _median(power) / median_bias(n_segments)
     else:
         raise ValueError(f"unknown Welch average {average!r}: use 'median' or 'mean'")
     if unscale is not None:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from g2res.signal import Welch, load_psd, median_bias, welch
+from g2res.signal.psd import _median
 from g2res.signal.reference import coloured_noise, welch_reference
 
 FS = 2048.0
@@ -27,6 +28,14 @@ def test_welch_matches_scipy(rng, average, segment):
     fr, pr = welch_reference(x, FS, segment_duration=segment, average=average)
     np.testing.assert_allclose(f.numpy(), fr)
     np.testing.assert_allclose(p.numpy(), pr, rtol=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 12, 13, 20])  # network up to 12, torch.sort above
+def test_median_of_segments_equals_numpy(rng, n):
+    power = rng.random((4, 3, n, 33))
+    power[0, 0, :, 0] = 1.0  # ties
+    expected = np.median(power, axis=-2)
+    np.testing.assert_array_equal(_median(torch.from_numpy(power)).numpy(), expected)
 
 
 def test_median_bias_matches_scipy():
