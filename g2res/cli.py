@@ -637,6 +637,9 @@ def _add_cv_train(sub) -> None:
             "epoch. Writes per fold best.pt/last.pt/history.csv, and per run oof.csv,\n"
             "metrics.json (ROC AUC, accuracy, precision, recall, F1, confusion matrices)\n"
             "and plots/. Interrupt at any time and continue with --resume.\n\n"
+            "Several processes or machines: launch with torchrun (DDP: nccl on GPUs,\n"
+            "gloo on CPU); rank 0 writes the run directory.\n"
+            "  torchrun --nproc-per-node 4 -m g2res cv-train --config R.yaml --out RUN\n\n"
             "example:\n"
             "  g2res cv-train --config pipelines/cqt-resnet18.yaml --cache cache \\\n"
             "      --folds 5 --out runs/cqt-r18 train.lr=3e-4"
@@ -661,6 +664,10 @@ def _add_cv_train(sub) -> None:
         help="use the split of another run's folds.csv (cv.folds_file)",
     )  # fmt: skip
     p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
+    p.add_argument(
+        "--fold-parallel", action="store_true", default=None,
+        help="under torchrun: train one fold per process instead of each fold data-parallel",
+    )  # fmt: skip
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: recipe)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN")
     p.add_argument("--force", action="store_true", help="train a non-empty RUN from scratch")
@@ -681,6 +688,7 @@ def _run_cv_train(args) -> int:
         "train.batch_size": args.batch_size,
         "train.init_from": args.init_from,
         "train.num_workers": args.workers,
+        "cv.fold_parallel": args.fold_parallel,
         "device": args.device,
         "seed": args.seed,
     }

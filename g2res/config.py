@@ -114,6 +114,7 @@ class CVConfig:
     folds: int = 5
     fold: list[int] | None = None  # train only these folds; None: all
     folds_file: str | None = None  # adopt another run's folds.csv (same split across a study)
+    fold_parallel: bool = False  # under torchrun: one fold per process instead of data-parallel
 
 
 @dataclass

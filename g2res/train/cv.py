@@ -36,7 +36,7 @@ import pandas as pd
 from g2res.config import Config, load_config
 from g2res.train.folds import check_folds, make_folds, read_folds, write_folds
 from g2res.train.loop import FoldResult, FoldTrainer
-from g2res.utils import atomic_path, resolve_device, seed_everything, write_json
+from g2res.utils import atomic_path, seed_everything, write_json
 
 __all__ = ["cv_train", "collect_oof", "RUN_FILES"]
 
@@ -199,28 +199,65 @@ def cv_train(
     log: Callable[[str], None] | None = print,
 ) -> dict:
     """Train every fold of ``cfg.cv`` (or ``cfg.cv.fold``) into ``out_dir``; returns the
-    contents of ``metrics.json``."""
-    from g2res.data.cache import Cache
+    contents of ``metrics.json``.
 
-    log = log or (lambda _msg: None)
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this: each fold is trained
+    data-parallel (DistributedDataParallel; each process takes every N-th sample of a
+    global batch of ``train.batch_size``), or with ``cv.fold_parallel`` one fold per
+    process. Only rank 0 writes files and logs.
+    """
+    from g2res.train import distributed
+
+    d, device = distributed.setup(cfg.device)
+    try:
+        return _cv_train(cfg, Path(out_dir), resume, force, progress, log, d, device)
+    finally:
+        distributed.teardown(d)
+
+
+def _on_main(d, fn):
+    """Run ``fn`` on rank 0 and hand its result (or its error) to every rank."""
+    result, error = None, None
+    if d.is_main:
+        try:
+            result = fn()
+        except Exception as exc:  # re-raised on every rank below
+            error = exc
+    result, error = d.broadcast((result, error))
+    if error is not None:
+        raise error
+    return result
+
+
+def _cv_train(cfg, out: Path, resume, force, progress, log, d, device) -> dict:
+    from g2res.data.cache import Cache
+    from g2res.train.checkpoint import load_checkpoint
+
+    log = (log or (lambda _msg: None)) if d.is_main else (lambda _msg: None)
     if not cfg.cache:
         raise ValueError("the recipe has no cache: pass --cache CACHE (from g2res preprocess)")
     cache = Cache(cfg.cache)
-    out = Path(out_dir)
-    resume = _prepare_out(out, cfg, resume, force)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / CONFIG)
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
     ids = np.asarray(cache.ids("train"))
     labels = cache.labels("train").astype(np.int64)
-    fold_of = _folds(cfg, out, ids, labels, resume, cache)
+
+    def prepare():
+        again = _prepare_out(out, cfg, resume, force)
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / CONFIG)
+        return again, _folds(cfg, out, ids, labels, again, cache)
+
+    resume, fold_of = _on_main(d, prepare)
+    seed_everything(cfg.seed)
     todo = list(range(cfg.cv.folds)) if cfg.cv.fold is None else sorted(set(cfg.cv.fold))
     bad = [k for k in todo if not 0 <= k < cfg.cv.folds]
     if bad:
         raise ValueError(f"cv.fold={bad}: folds are numbered 0..{cfg.cv.folds - 1}")
+    parallel_folds = d.enabled and cfg.cv.fold_parallel
+    how = ""
+    if d.enabled:
+        how = f", {d.world_size} processes ({'one fold each' if parallel_folds else 'DDP'})"
     log(f"cv-train {cfg.name}: {len(ids)} samples, folds {todo} of {cfg.cv.folds}, "
-        f"model {cfg.model.backbone.get('name')}, device {device} -> {out}")  # fmt: skip
+        f"model {cfg.model.backbone.get('name')}, device {device}{how} -> {out}")  # fmt: skip
     t0 = time.perf_counter()
     results: dict[int, FoldResult] = {}
 
@@ -230,17 +267,28 @@ def cv_train(
         return FoldTrainer(cfg, cache, train_rows, val_rows, k, out / f"fold{k}", device,
                            targets=targets, **kw)  # fmt: skip
 
-    for k in todo:
-        r = trainer(k, progress=progress, log=log).fit(resume=resume)
+    from g2res.train.distributed import Dist
+
+    mine = todo[d.rank :: d.world_size] if parallel_folds else todo
+    for k in mine:
+        if parallel_folds:  # this process alone trains fold k and writes its files
+            r = trainer(k, progress=progress and d.is_main, dist=Dist()).fit(resume=resume)
+        else:
+            r = trainer(k, progress=progress, log=log, dist=d).fit(resume=resume)
         results[k] = r
-        log(f"fold {k}: best val AUC {r.best_auc:.4f} at epoch {r.best_epoch}/{r.epochs_run}"
-            f" ({r.seconds:.0f} s)")  # fmt: skip
-    # Folds trained by earlier invocations (--fold) count in the run's results too.
+        msg = (f"fold {k}: best val AUC {r.best_auc:.4f} at epoch {r.best_epoch}/"
+               f"{r.epochs_run} ({r.seconds:.0f} s)")  # fmt: skip
+        if parallel_folds:  # every process reports its own folds
+            print(f"[rank {d.rank}] {msg}", flush=True)
+        else:
+            log(msg)
+    d.barrier()
+    if not d.is_main:
+        return d.broadcast(None)
+    # Folds trained by other processes or earlier invocations (--fold) count too.
     for f in sorted(out.glob("fold*/last.pt")):
         k = int(f.parent.name[4:])
         if k not in results and 0 <= k < cfg.cv.folds:
-            from g2res.train.checkpoint import load_checkpoint
-
             ckpt = load_checkpoint(f)
             if ckpt.get("finished"):
                 results[k] = trainer(k, progress=False).load_result(ckpt, ckpt["history"])
@@ -254,6 +302,7 @@ def cv_train(
         "n_folds": cfg.cv.folds,
         "folds_trained": sorted(results),
         "device": str(device),
+        "processes": d.world_size,
         **_summaries(results, oof, snr),
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -261,4 +310,4 @@ def cv_train(
     write_json(out / METRICS, metrics)
     log(f"cv-train {cfg.name}: out-of-fold AUC {metrics['auc']:.4f} (folds "
         f"{metrics['auc_folds_mean']:.4f} ± {metrics['auc_folds_std']:.4f}) -> {out}")  # fmt: skip
-    return metrics
+    return d.broadcast(metrics)

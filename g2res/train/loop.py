@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from g2res.config import Config, TrainConfig
 from g2res.train.checkpoint import load_checkpoint, load_pretrained, save_checkpoint
+from g2res.train.distributed import Dist
 from g2res.utils import atomic_path
 
 __all__ = [
@@ -42,7 +43,7 @@ __all__ = [
 
 BEST, LAST, HISTORY, FOLD_OOF = "best.pt", "last.pt", "history.csv", "oof.csv"
 # Independent random streams of one run, keyed with (seed, stream, fold, epoch).
-_ORDER, _AUGMENT, _TORCH, _INJECT = 1, 2, 3, 4
+_ORDER, _AUGMENT, _TORCH, _INJECT, _INIT = 1, 2, 3, 4, 5
 
 
 def derive_seed(seed: int, *key: int) -> int:
@@ -100,16 +101,19 @@ def make_scheduler(optimizer, tc: TrainConfig, steps_per_epoch: int):
 
 
 # ----------------------------------------------------------------------------- data
-def epoch_batches(rows, batch_size: int, seed: int, fold: int, epoch: int) -> list[np.ndarray]:
+def epoch_batches(
+    rows, batch_size: int, seed: int, fold: int, epoch: int, min_size: int = 2
+) -> list[np.ndarray]:
     """Shuffled batches of ``rows`` for one epoch, a pure function of (seed, fold, epoch).
 
-    A last batch of a single sample is merged into the one before (BatchNorm needs two).
+    A last batch smaller than ``min_size`` is merged into the one before (BatchNorm needs
+    two samples; with N processes each takes every N-th sample of a batch).
     """
     rows = np.asarray(rows, dtype=np.int64)
     rng = np.random.default_rng(derive_seed(seed, _ORDER, fold, epoch))
     order = rows[rng.permutation(rows.size)]
     batches = [order[i : i + batch_size] for i in range(0, order.size, batch_size)]
-    if len(batches) > 1 and batches[-1].size == 1:
+    if len(batches) > 1 and batches[-1].size < min_size:
         batches[-2] = np.concatenate(batches[-2:])
         batches.pop()
     return batches
@@ -234,6 +238,7 @@ class FoldTrainer:
         in_memory: bool = False,
         targets: np.ndarray | None = None,
         callbacks: tuple = (),
+        dist=None,
     ):
         self.cfg, self.cache, self.fold = cfg, cache, int(fold)
         self.train_rows = np.sort(np.asarray(train_rows, dtype=np.int64))
@@ -250,6 +255,10 @@ class FoldTrainer:
         ):
             raise ValueError("targets: one finite value in [0, 1] per training row is needed")
         self.callbacks = tuple(callbacks)
+        # Data-parallel: each process takes every world_size-th sample of a global batch.
+        self.dist = dist if dist is not None else Dist()
+        self.main = self.dist.is_main
+        self.progress = progress and self.main
         path = cache.path / "train.npy"
         if in_memory:
             self.array = np.ascontiguousarray(cache.array("train"), dtype=np.float32)
@@ -268,6 +277,8 @@ class FoldTrainer:
         from g2res.transforms.augment import Augment
 
         cfg, tc = self.cfg, self.cfg.train
+        # Initial weights depend on (seed, fold) only: not on the folds trained before.
+        torch.manual_seed(derive_seed(cfg.seed, _INIT, self.fold))
         model = build_model(cfg.model, sample_rate=self.cache.sample_rate, n_time=self.n_time)
         if tc.init_from:
             load_pretrained(model, tc.init_from)
@@ -275,7 +286,16 @@ class FoldTrainer:
         if self.device.type == "cuda" and tc.channels_last and getattr(model, "is_2d", False):
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.steps_per_epoch = len(epoch_batches(self.train_rows, tc.batch_size, 0, 0, 0))
+        self.net = model  # what the training step calls: the DDP wrapper when distributed
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(model, device_ids=ids)
+        self.min_batch = 2 * self.dist.world_size
+        if tc.batch_size < self.min_batch:
+            raise ValueError(f"train.batch_size={tc.batch_size}: at least 2 per process")
+        self.steps_per_epoch = len(self._batches(0))
         self.optimizer = make_optimizer(model, tc)
         self.scheduler = make_scheduler(self.optimizer, tc, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
@@ -330,13 +350,20 @@ class FoldTrainer:
             self.ema.load_state_dict(ckpt["ema"])
 
     # --------------------------------------------------------------------- running
+    def _batches(self, epoch: int) -> list[np.ndarray]:
+        tc, d = self.cfg.train, self.dist
+        b = epoch_batches(self.train_rows, tc.batch_size, self.cfg.seed, self.fold, epoch,
+                          min_size=self.min_batch)  # fmt: skip
+        return [x[d.rank :: d.world_size] for x in b] if d.enabled else b
+
     def _train_epoch(self, epoch: int) -> dict:
         from tqdm.auto import tqdm
 
         cfg, tc = self.cfg, self.cfg.train
         torch.manual_seed(derive_seed(cfg.seed, _TORCH, self.fold, epoch))  # dropout etc.
-        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, _AUGMENT, self.fold, epoch))
-        batches = epoch_batches(self.train_rows, tc.batch_size, cfg.seed, self.fold, epoch)
+        key = (self.fold, epoch) + ((self.dist.rank,) if self.dist.enabled else ())
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, _AUGMENT, *key))
+        batches = self._batches(epoch)
         loader = _loader(BatchReader(self.array, self.targets, batches), self.workers, self.device)
         self.model.train()
         bar = tqdm(loader, total=len(batches), leave=False, dynamic_ncols=True, unit="batch",
@@ -356,7 +383,7 @@ class FoldTrainer:
             t1 = time.perf_counter()
             t_data += t1 - t0
             with torch.autocast(self.device.type, enabled=self.amp):
-                loss = self.loss_fn(self.model(x).float().reshape(-1), y)
+                loss = self.loss_fn(self.net(x).float().reshape(-1), y)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             for cb in self.callbacks:
@@ -377,22 +404,32 @@ class FoldTrainer:
             t0 = time.perf_counter()
             t_step += t0 - t1
         bar.close()
+        total_loss, seen = (float(v) for v in self.dist.sum([total_loss, seen]))
         return {
             "train_loss": total_loss / max(seen, 1),
             "lr": float(self.optimizer.param_groups[0]["lr"]),
-            "train_samples": seen,
+            "train_samples": int(seen),
             "data_seconds": t_data,
             "step_seconds": t_step,
         }
 
     def _validate(self) -> tuple[np.ndarray, float, float]:
-        logits = predict_logits(self._eval_model(), self.array, self.val_rows,
+        d = self.dist
+        rows = self.val_rows[d.rank :: d.world_size]
+        logits = predict_logits(self._eval_model(), self.array, rows,
                                 self.cfg.train.eval_batch_size, self.device, self.amp,
                                 self.workers)  # fmt: skip
+        if d.enabled:  # the whole fold's predictions on every rank, in val_rows order
+            parts = d.all_gather(logits)
+            logits = np.empty(self.val_rows.size, np.float32)
+            for r, part in enumerate(parts):
+                logits[r :: d.world_size] = part
         y = self.labels[self.val_rows]
         return logits, _bce(logits, y), _auc(y, logits)
 
     def _write_oof(self, prob: np.ndarray) -> None:
+        if not self.main:
+            return
         df = pd.DataFrame({
             "id": self.ids[self.val_rows], "target": self.labels[self.val_rows].astype(int),
             "prediction": prob, "fold": self.fold,
@@ -420,7 +457,8 @@ class FoldTrainer:
     def fit(self, resume: bool = False) -> FoldResult:
         """Train (or continue with ``resume``) and return the fold's result."""
         tc = self.cfg.train
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
         self._build()
         epoch, history = 0, []
         best_auc, best_epoch, bad_epochs = -math.inf, 0, 0
@@ -432,7 +470,8 @@ class FoldTrainer:
             epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
             best_auc, best_epoch = float(ckpt["best_auc"]), int(ckpt["best_epoch"])
             bad_epochs = int(ckpt["bad_epochs"])
-            self.log(f"fold {self.fold}: resuming after epoch {epoch}")
+            if self.main:
+                self.log(f"fold {self.fold}: resuming after epoch {epoch}")
         stopped = False
         while epoch < tc.epochs and not stopped:
             t0 = time.perf_counter()
@@ -444,6 +483,8 @@ class FoldTrainer:
             for cb in self.callbacks:
                 if hasattr(cb, "epoch_end"):
                     cb.epoch_end(self, row)
+            # Plain Python values: checkpoints are read back with weights_only=True.
+            row = {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
             history.append(row)
             improved = not math.isnan(val_auc) and val_auc > best_auc
             if improved or best_epoch == 0:
@@ -451,15 +492,16 @@ class FoldTrainer:
                 best_epoch, bad_epochs = epoch, 0
                 prob = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
                 self._write_oof(prob)
-                save_checkpoint(self.out / BEST, self._state(
+                self._save(BEST, self._state(
                     epoch, metrics={"val_auc": val_auc, "val_loss": val_loss}))  # fmt: skip
             else:
                 bad_epochs += 1
             stopped = tc.patience is not None and bad_epochs >= tc.patience
-            with atomic_path(self.out / HISTORY) as tmp:
-                pd.DataFrame(history).to_csv(tmp, index=False)
+            if self.main:
+                with atomic_path(self.out / HISTORY) as tmp:
+                    pd.DataFrame(history).to_csv(tmp, index=False)
             finished = stopped or epoch >= tc.epochs
-            save_checkpoint(self.out / LAST, self._state(
+            self._save(LAST, self._state(
                 epoch, history=history, best_auc=best_auc, best_epoch=best_epoch,
                 bad_epochs=bad_epochs, finished=finished, stopped_early=stopped,
                 metrics={"val_auc": val_auc, "val_loss": val_loss},
@@ -468,11 +510,18 @@ class FoldTrainer:
             self._epoch_line(f"fold {self.fold} epoch {epoch}/{tc.epochs}: loss "
                              f"{row['train_loss']:.4f} val_loss {val_loss:.4f} val_auc "
                              f"{val_auc:.4f}{mark} ({row['seconds']:.0f} s)")  # fmt: skip
-        if stopped:
+        if stopped and self.main:
             self.log(f"fold {self.fold}: no better validation AUC for {tc.patience} epochs")
+        self.dist.barrier()  # rank 0's files are complete before anyone reads them
         return self.load_result(load_checkpoint(self.out / LAST), history)
 
+    def _save(self, name: str, state: dict) -> None:
+        if self.main:
+            save_checkpoint(self.out / name, state)
+
     def _epoch_line(self, text: str) -> None:
+        if not self.main:
+            return
         if self.progress:
             from tqdm.auto import tqdm
 
