@@ -6,12 +6,14 @@ Stages (each resumable; state lives in ``CACHE_DIR/.partial`` until the end):
 2. estimate the noise PSD per detector (Welch in float32, averaged over a seeded
    random subset of the label-0 training rows, or of all training rows, or read
    from a file);
-3. one streaming pass over every sample file: read it once (threads), checksum
-   (crc32) and check it, whiten + bandpass the good ones in small chunks (one FFT
-   pass, any device) and append them to the split's ``.npy`` array (a writer
-   thread, so reading, conditioning and writing overlap); progress is recorded
-   after each batch. Without ``skip_bad`` the first bad file stops conditioning,
-   the pass goes on checking so the error lists every bad file;
+3. one streaming pass over every sample file: worker threads each take a chunk of
+   ``CHUNK`` files, read each file once, checksum (crc32) and check it, and on the
+   CPU whiten + bandpass the chunk (one FFT pass, one torch thread per worker: the
+   workers are the parallelism); on a GPU the main thread conditions whole batches.
+   A writer thread appends the batches to the split's ``.npy`` array while the
+   workers read the next one; progress is recorded after each batch. Without
+   ``skip_bad`` the first bad file stops conditioning, the pass goes on checking
+   so the error lists every bad file;
 4. write ids, labels, ``psd.npz``, ``bad_files.csv`` and ``manifest.json``, then
    move everything into place (``manifest.json`` last).
 
@@ -694,7 +696,7 @@ class _Run:
             _save_state(partial, state)
 
         starts = list(range(done, n, bs))
-        pending = None
+        pending = tasks = None
         try:
             with (
                 tqdm(total=n, initial=done, desc=f"preprocessing {split}", **self.bar) as pbar,
@@ -739,9 +741,9 @@ class _Run:
                 for job in jobs:
                     job.result()
         finally:
-            if pending is not None:  # interrupted: drop the queued batch
-                for task in pending[3]:
-                    task.cancel()
+            # On an interruption, drop the chunks still queued (a no-op on finished ones).
+            for task in (tasks or []) + (pending[3] if pending else []):
+                task.cancel()
             os.close(fd)
 
     @staticmethod
