@@ -152,6 +152,16 @@ class InjectionConfig:
 
 
 @dataclass
+class RegressionConfig:
+    """``task: regression`` or ``multitask``: how the ``targets`` are learnt."""
+
+    loss: str = "mse"  # mse | huber (on standardised targets)
+    samples: str = "positives"  # positives (signals only) | all (noise: SNR 0, masses undefined)
+    weight: float = 1.0  # multitask: weight of the regression loss next to the detection BCE
+    table: str | None = None  # injections table; None: DATA/truth/injections.csv of the cache
+
+
+@dataclass
 class Config:
     """A whole recipe."""
 
@@ -169,6 +179,11 @@ class Config:
     cv: CVConfig = field(default_factory=CVConfig)
     submit: SubmitConfig = field(default_factory=SubmitConfig)
     injection: InjectionConfig = field(default_factory=InjectionConfig)
+    task: str = "classification"  # classification | regression | multitask (both, one backbone)
+    # Regression targets: injections-table columns or chirp_mass, total_mass, mass_ratio,
+    # network_snr.
+    targets: list[str] = field(default_factory=list)
+    regression: RegressionConfig = field(default_factory=RegressionConfig)
 
     def to_dict(self) -> dict:
         return _to_plain(dataclasses.asdict(self))

@@ -13,6 +13,7 @@ A fold checkpoint is a dict of tensors and plain values::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -64,9 +65,11 @@ def load_fold_model(path: str | os.PathLike, device: str | torch.device = "cpu")
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise ValueError(f"checkpoint {path} is not a g2res fold checkpoint (no model/config)")
+    from g2res.train.tasks import task_model_config
+
     cfg = config_from_dict(ckpt["config"])
     # The weights are loaded over the recipe's architecture: no pretrained file is read.
-    model_cfg = cfg.model.__class__(**{**vars(cfg.model), "pretrained": None})
+    model_cfg = dataclasses.replace(task_model_config(cfg), pretrained=None)
     model = build_model(
         model_cfg,
         sample_rate=float(ckpt.get("sample_rate", 2048.0)),

@@ -132,30 +132,40 @@ def collect_oof(run: str | os.PathLike) -> pd.DataFrame:
         raise FileNotFoundError(f"run {run} has no trained fold (no fold<k>/oof.csv)")
     oof = pd.concat(parts).set_index("id")
     order = folds["id"][folds["id"].isin(oof.index)]
-    return oof.loc[order].reset_index()[["id", "target", "prediction", "fold"]]
+    oof = oof.loc[order].reset_index()
+    first = ["id", "target", "prediction", "fold"]
+    return oof[first + [c for c in oof.columns if c not in first]]
 
 
-def _summaries(results: dict[int, FoldResult], oof: pd.DataFrame, snr) -> dict:
-    from g2res.train.metrics import classification_metrics, efficiency_vs_snr
+def _summaries(results: dict[int, FoldResult], oof: pd.DataFrame, snr, names) -> dict:
+    from g2res.train.metrics import classification_metrics, efficiency_vs_snr, regression_metrics
+
+    detect = bool(oof["prediction"].notna().all())
+
+    def scores(part: pd.DataFrame) -> dict:
+        m = classification_metrics(part["target"], part["prediction"]) if detect else {}
+        if names:
+            m["regression"] = {n: regression_metrics(part[n], part[f"{n}_pred"]) for n in names}
+        return m
 
     per_fold = {}
     for k, r in sorted(results.items()):
         part = oof[oof["fold"] == k]
         per_fold[str(k)] = {
-            **classification_metrics(part["target"], part["prediction"]),
+            **scores(part),
             "best_epoch": r.best_epoch,
             "epochs_run": r.epochs_run,
             "stopped_early": r.stopped_early,
             "seconds": round(r.seconds, 1),
         }
-    aucs = [v["auc"] for v in per_fold.values() if not math.isnan(v["auc"])]
-    overall = classification_metrics(oof["target"], oof["prediction"])
+    aucs = [v["auc"] for v in per_fold.values() if not math.isnan(v.get("auc", math.nan))]
+    overall = scores(oof)
     eff = None
-    if snr is not None:
+    if snr is not None and detect:
         table = efficiency_vs_snr(oof["target"], oof["prediction"], snr, fpr=0.01)
         eff = table.to_dict(orient="records")
     return {
-        "auc": overall["auc"],
+        "auc": overall.get("auc", float("nan")),
         "auc_folds_mean": float(np.mean(aucs)) if aucs else float("nan"),
         "auc_folds_std": float(np.std(aucs)) if aucs else float("nan"),
         "overall": overall,
@@ -179,14 +189,17 @@ def _train_snr(cache, ids: pd.Series, log) -> np.ndarray | None:
         return None
 
 
-def _plots(out: Path, results: dict[int, FoldResult], oof: pd.DataFrame, snr) -> list[Path]:
+def _plots(out: Path, results: dict[int, FoldResult], oof: pd.DataFrame, snr, names):
     from g2res.train import plots
 
     d = out / PLOTS
     paths = [plots.training_curves({f"fold {k}": r.history for k, r in results.items()},
                                    d / "curves.png")]  # fmt: skip
-    y, p = oof["target"].to_numpy(), oof["prediction"].to_numpy()
-    paths += plots.evaluation_plots(d, y, p, snr=snr, fpr=0.01, label="out-of-fold")
+    if oof["prediction"].notna().all():
+        y, p = oof["target"].to_numpy(), oof["prediction"].to_numpy()
+        paths += plots.evaluation_plots(d, y, p, snr=snr, fpr=0.01, label="out-of-fold")
+    if names:
+        paths.append(plots.regression_scatter(oof, names, d / "regression.png"))
     return paths
 
 
@@ -276,7 +289,8 @@ def _cv_train(cfg, out: Path, resume, force, progress, log, d, device) -> dict:
         else:
             r = trainer(k, progress=progress, log=log, dist=d).fit(resume=resume)
         results[k] = r
-        msg = (f"fold {k}: best val AUC {r.best_auc:.4f} at epoch {r.best_epoch}/"
+        what = "R²" if cfg.task == "regression" else "AUC"
+        msg = (f"fold {k}: best val {what} {r.best_auc:.4f} at epoch {r.best_epoch}/"
                f"{r.epochs_run} ({r.seconds:.0f} s)")  # fmt: skip
         if parallel_folds:  # every process reports its own folds
             print(f"[rank {d.rank}] {msg}", flush=True)
@@ -297,17 +311,25 @@ def _cv_train(cfg, out: Path, resume, force, progress, log, d, device) -> dict:
     with atomic_path(out / OOF) as tmp:
         oof.to_csv(tmp, index=False)
     snr = _train_snr(cache, oof["id"], log)
+    names = list(cfg.targets) if cfg.task != "classification" else []
     metrics = {
         "name": cfg.name,
         "n_folds": cfg.cv.folds,
         "folds_trained": sorted(results),
         "device": str(device),
         "processes": d.world_size,
-        **_summaries(results, oof, snr),
+        "task": cfg.task,
+        **_summaries(results, oof, snr, names),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    metrics["plots"] = [str(p.relative_to(out)) for p in _plots(out, results, oof, snr)]
+    plotted = _plots(out, results, oof, snr, names)
+    metrics["plots"] = [str(p.relative_to(out)) for p in plotted]
     write_json(out / METRICS, metrics)
-    log(f"cv-train {cfg.name}: out-of-fold AUC {metrics['auc']:.4f} (folds "
-        f"{metrics['auc_folds_mean']:.4f} ± {metrics['auc_folds_std']:.4f}) -> {out}")  # fmt: skip
+    summary = []
+    if cfg.task != "regression":
+        spread = f"{metrics['auc_folds_mean']:.4f} ± {metrics['auc_folds_std']:.4f}"
+        summary.append(f"out-of-fold AUC {metrics['auc']:.4f} (folds {spread})")
+    for n in names:
+        summary.append(f"{n} R² {metrics['overall']['regression'][n]['r2']:.3f}")
+    log(f"cv-train {cfg.name}: {', '.join(summary)} -> {out}")
     return d.broadcast(metrics)

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from g2res.config import Config, TrainConfig
 from g2res.train.checkpoint import load_checkpoint, load_pretrained, save_checkpoint
 from g2res.train.distributed import Dist
+from g2res.train.tasks import Task, regression_targets, task_model_config
 from g2res.utils import atomic_path
 
 __all__ = [
@@ -168,10 +169,10 @@ def predict_logits(
     amp: bool = False,
     workers: int = 0,
 ) -> np.ndarray:
-    """Logits ``(len(rows),)`` of ``model`` (eval mode) on ``array[rows]``."""
+    """Outputs ``(len(rows), n_outputs)`` of ``model`` (eval mode) on ``array[rows]``."""
     rows = np.asarray(rows, dtype=np.int64)
     if rows.size == 0:
-        return np.empty(0, np.float32)
+        return np.empty((0, 1), np.float32)
     batches = [rows[i : i + batch_size] for i in range(0, rows.size, batch_size)]
     was_training = model.training
     model.eval()
@@ -179,7 +180,7 @@ def predict_logits(
     for x, _ in _loader(BatchReader(array, None, batches), workers, device):
         x = x.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=amp):
-            out.append(model(x).float().reshape(-1).cpu())
+            out.append(model(x).float().reshape(x.shape[0], -1).cpu())
     model.train(was_training)
     return torch.cat(out).numpy()
 
@@ -199,17 +200,6 @@ class FoldResult:
     history: pd.DataFrame = field(repr=False)
     stopped_early: bool = False
     seconds: float = 0.0
-
-
-def _bce(logits: np.ndarray, y: np.ndarray) -> float:
-    z, t = torch.from_numpy(logits.astype(np.float32)), torch.from_numpy(y.astype(np.float32))
-    return float(nn.functional.binary_cross_entropy_with_logits(z, t))
-
-
-def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, score)) if 0 < y.sum() < y.size else float("nan")
 
 
 class FoldTrainer:
@@ -254,6 +244,13 @@ class FoldTrainer:
             or not np.isfinite(self.targets[self.train_rows]).all()
         ):
             raise ValueError("targets: one finite value in [0, 1] per training row is needed")
+        self.task = Task(cfg)
+        self.reg = regression_targets(cfg, cache, self.ids) if self.task.names else None
+        if self.reg is not None:
+            if not self.task.detect:  # nothing to learn from rows without any target
+                self.train_rows = self.train_rows[np.isfinite(self.reg[self.train_rows]).any(1)]
+            self.task.fit(self.reg[self.train_rows])
+        self.train_y = self.task.targets(self.targets, self.reg)
         self.callbacks = tuple(callbacks)
         # Data-parallel: each process takes every world_size-th sample of a global batch.
         self.dist = dist if dist is not None else Dist()
@@ -279,7 +276,8 @@ class FoldTrainer:
         cfg, tc = self.cfg, self.cfg.train
         # Initial weights depend on (seed, fold) only: not on the folds trained before.
         torch.manual_seed(derive_seed(cfg.seed, _INIT, self.fold))
-        model = build_model(cfg.model, sample_rate=self.cache.sample_rate, n_time=self.n_time)
+        model = build_model(task_model_config(cfg), sample_rate=self.cache.sample_rate,
+                            n_time=self.n_time)  # fmt: skip
         if tc.init_from:
             load_pretrained(model, tc.init_from)
         model = model.to(self.device)
@@ -312,13 +310,14 @@ class FoldTrainer:
         self.injections = None
         inj = cfg.injection
         if inj.mode == "mix" and inj.mix_fraction > 0:
+            if cfg.task != "classification":
+                raise ValueError("injection.mode=mix trains detection only (task: classification)")
             from g2res.train.pretrain import injection_source
 
             # Only this fold's training rows lend their noise: validation stays unseen.
             self.injections = injection_source(
                 cfg, self.train_rows, self.device, seed=derive_seed(cfg.seed, _INJECT, self.fold)
             )
-        self.loss_fn = nn.BCEWithLogitsLoss()
 
     def _eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
@@ -336,6 +335,7 @@ class FoldTrainer:
             config=self.cfg.to_dict(),
             sample_rate=float(self.cache.sample_rate),
             n_time=self.n_time,
+            task=self.task.state(),
             **extra,
         )
 
@@ -364,7 +364,7 @@ class FoldTrainer:
         key = (self.fold, epoch) + ((self.dist.rank,) if self.dist.enabled else ())
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, _AUGMENT, *key))
         batches = self._batches(epoch)
-        loader = _loader(BatchReader(self.array, self.targets, batches), self.workers, self.device)
+        loader = _loader(BatchReader(self.array, self.train_y, batches), self.workers, self.device)
         self.model.train()
         bar = tqdm(loader, total=len(batches), leave=False, dynamic_ncols=True, unit="batch",
                    desc=f"fold {self.fold} epoch {epoch + 1}/{tc.epochs}",
@@ -378,12 +378,14 @@ class FoldTrainer:
                 from g2res.train.pretrain import mix_injections
 
                 step = epoch * self.steps_per_epoch + i
-                x, y = mix_injections(x, y, self.injections, step, cfg.injection.mix_fraction)
+                x, y = mix_injections(x, y[:, 0], self.injections, step,
+                                      cfg.injection.mix_fraction)  # fmt: skip
+                y = y.reshape(-1, 1)
             x = self.augment(x, generator=gen)
             t1 = time.perf_counter()
             t_data += t1 - t0
             with torch.autocast(self.device.type, enabled=self.amp):
-                loss = self.loss_fn(self.net(x).float().reshape(-1), y)
+                loss = self.task.loss(self.net(x).float(), y)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             for cb in self.callbacks:
@@ -398,8 +400,8 @@ class FoldTrainer:
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
             value = float(loss.detach())
-            total_loss += value * y.numel()
-            seen += y.numel()
+            total_loss += value * x.shape[0]
+            seen += x.shape[0]
             bar.set_postfix(loss=f"{total_loss / seen:.4f}")
             t0 = time.perf_counter()
             t_step += t0 - t1
@@ -413,7 +415,7 @@ class FoldTrainer:
             "step_seconds": t_step,
         }
 
-    def _validate(self) -> tuple[np.ndarray, float, float]:
+    def _validate(self) -> tuple[np.ndarray, dict]:
         d = self.dist
         rows = self.val_rows[d.rank :: d.world_size]
         logits = predict_logits(self._eval_model(), self.array, rows,
@@ -421,19 +423,23 @@ class FoldTrainer:
                                 self.workers)  # fmt: skip
         if d.enabled:  # the whole fold's predictions on every rank, in val_rows order
             parts = d.all_gather(logits)
-            logits = np.empty(self.val_rows.size, np.float32)
+            logits = np.empty((self.val_rows.size, self.task.n_outputs), np.float32)
             for r, part in enumerate(parts):
                 logits[r :: d.world_size] = part
-        y = self.labels[self.val_rows]
-        return logits, _bce(logits, y), _auc(y, logits)
+        reg = self.reg[self.val_rows] if self.reg is not None else None
+        return logits, self.task.evaluate(logits, self.labels[self.val_rows], reg)
 
-    def _write_oof(self, prob: np.ndarray) -> None:
+    def _write_oof(self, out: np.ndarray) -> None:
         if not self.main:
             return
+        cols = self.task.predictions(out)
         df = pd.DataFrame({
             "id": self.ids[self.val_rows], "target": self.labels[self.val_rows].astype(int),
-            "prediction": prob, "fold": self.fold,
+            "prediction": cols.pop("prediction"), "fold": self.fold,
         })  # fmt: skip
+        for k, name in enumerate(self.task.names):
+            df[name] = self.reg[self.val_rows, k]
+            df[f"{name}_pred"] = cols[f"{name}_pred"]
         with atomic_path(self.out / FOLD_OOF) as tmp:
             df.to_csv(tmp, index=False)
 
@@ -476,24 +482,22 @@ class FoldTrainer:
         while epoch < tc.epochs and not stopped:
             t0 = time.perf_counter()
             row = self._train_epoch(epoch)
-            logits, val_loss, val_auc = self._validate()
+            logits, val = self._validate()
+            score = val.pop("score")
             epoch += 1
-            row = {"epoch": epoch, **row, "val_loss": val_loss, "val_auc": val_auc,
-                   "seconds": time.perf_counter() - t0}  # fmt: skip
+            row = {"epoch": epoch, **row, **val, "seconds": time.perf_counter() - t0}
             for cb in self.callbacks:
                 if hasattr(cb, "epoch_end"):
                     cb.epoch_end(self, row)
             # Plain Python values: checkpoints are read back with weights_only=True.
             row = {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
             history.append(row)
-            improved = not math.isnan(val_auc) and val_auc > best_auc
+            improved = not math.isnan(score) and score > best_auc
             if improved or best_epoch == 0:
-                best_auc = val_auc if improved else best_auc
+                best_auc = score if improved else best_auc
                 best_epoch, bad_epochs = epoch, 0
-                prob = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-                self._write_oof(prob)
-                self._save(BEST, self._state(
-                    epoch, metrics={"val_auc": val_auc, "val_loss": val_loss}))  # fmt: skip
+                self._write_oof(logits)
+                self._save(BEST, self._state(epoch, metrics=val))
             else:
                 bad_epochs += 1
             stopped = tc.patience is not None and bad_epochs >= tc.patience
@@ -504,12 +508,13 @@ class FoldTrainer:
             self._save(LAST, self._state(
                 epoch, history=history, best_auc=best_auc, best_epoch=best_epoch,
                 bad_epochs=bad_epochs, finished=finished, stopped_early=stopped,
-                metrics={"val_auc": val_auc, "val_loss": val_loss},
+                metrics=val,
             ))  # fmt: skip
             mark = " *" if best_epoch == epoch else ""
+            shown = " ".join(f"{k} {v:.4f}" for k, v in val.items() if "_r2_" not in k)
             self._epoch_line(f"fold {self.fold} epoch {epoch}/{tc.epochs}: loss "
-                             f"{row['train_loss']:.4f} val_loss {val_loss:.4f} val_auc "
-                             f"{val_auc:.4f}{mark} ({row['seconds']:.0f} s)")  # fmt: skip
+                             f"{row['train_loss']:.4f} {shown}{mark} "
+                             f"({row['seconds']:.0f} s)")  # fmt: skip
         if stopped and self.main:
             self.log(f"fold {self.fold}: no better validation AUC for {tc.patience} epochs")
         self.dist.barrier()  # rank 0's files are complete before anyone reads them

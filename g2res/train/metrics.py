@@ -13,8 +13,11 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
     log_loss,
+    mean_absolute_error,
+    mean_squared_error,
     precision_recall_curve,
     precision_score,
+    r2_score,
     recall_score,
     roc_auc_score,
 )
@@ -25,10 +28,11 @@ __all__ = [
     "threshold_at_fpr",
     "efficiency_vs_snr",
     "auc_by_snr",
+    "regression_metrics",
 ]
 
 # Network-SNR bin edges for sensitivity tables (the last bin is open).
-SNR_BINS = (4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 30.0, np.inf)
+SNR_BINS = (0.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 30.0, np.inf)
 
 
 def _check(y_true, y_prob) -> tuple[np.ndarray, np.ndarray]:
@@ -146,3 +150,18 @@ def auc_by_snr(y_true, y_prob, snr, bins=SNR_BINS) -> pd.DataFrame:
         auc = roc_auc_score(y[keep], p[keep]) if noise.any() else float("nan")
         rows.append({"snr_low": lo, "snr_high": hi, "n_signals": int(sel.sum()), "auc": auc})
     return pd.DataFrame(rows, columns=["snr_low", "snr_high", "n_signals", "auc"])
+
+
+def regression_metrics(y_true, y_pred) -> dict:
+    """MSE, MAE, R² (scikit-learn) of predictions of one parameter; NaN truths are skipped."""
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    ok = np.isfinite(t) & np.isfinite(p)
+    if ok.sum() < 2:
+        return {"n": int(ok.sum()), "mse": float("nan"), "mae": float("nan"), "r2": float("nan")}
+    return {
+        "n": int(ok.sum()),
+        "mse": float(mean_squared_error(t[ok], p[ok])),
+        "mae": float(mean_absolute_error(t[ok], p[ok])),
+        "r2": float(r2_score(t[ok], p[ok])),
+    }

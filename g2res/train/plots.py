@@ -21,6 +21,7 @@ __all__ = [
     "confusion_plot",
     "efficiency_plot",
     "evaluation_plots",
+    "regression_scatter",
 ]
 
 
@@ -46,18 +47,24 @@ def _save(fig, path: str | os.PathLike) -> Path:
 
 
 def training_curves(histories: Mapping[str, pd.DataFrame], path: str | os.PathLike) -> Path:
-    """Loss (train and validation) and validation AUC per epoch, one line per fold.
+    """Loss (train and validation) and validation AUC (R² for regression) per epoch, one
+    line per fold.
 
-    ``histories``: label -> table with columns epoch, train_loss, val_loss, val_auc.
+    ``histories``: label -> table with columns epoch, train_loss, val_loss, val_auc or val_r2.
     """
+    score = "val_auc"
     fig, (ax_loss, ax_auc) = _figure(2)
     for i, (label, h) in enumerate(histories.items()):
         color = f"C{i % 10}"
         ax_loss.plot(h["epoch"], h["train_loss"], color=color, ls="--", label=f"{label} train")
         ax_loss.plot(h["epoch"], h["val_loss"], color=color, label=f"{label} val")
-        ax_auc.plot(h["epoch"], h["val_auc"], color=color, marker="o", ms=3, label=label)
-    ax_loss.set(xlabel="epoch", ylabel="BCE loss", title="loss", yscale="log")
-    ax_auc.set(xlabel="epoch", ylabel="ROC AUC", title="validation AUC")
+        score = "val_auc" if "val_auc" in h else "val_r2"
+        ax_auc.plot(h["epoch"], h[score], color=color, marker="o", ms=3, label=label)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss", yscale="log")
+    if score == "val_auc":
+        ax_auc.set(xlabel="epoch", ylabel="ROC AUC", title="validation AUC")
+    else:
+        ax_auc.set(xlabel="epoch", ylabel="R²", title="validation R² (mean over targets)")
     ax_loss.legend(fontsize="x-small", ncol=2)
     ax_auc.legend(fontsize="x-small")
     for ax in (ax_loss, ax_auc):
@@ -141,3 +148,23 @@ def evaluation_plots(
         if len(table):
             paths.append(efficiency_plot({label: table}, out / "efficiency.png"))
     return paths
+
+
+def regression_scatter(oof: pd.DataFrame, names, path: str | os.PathLike) -> Path:
+    """Predicted vs true value of each regression target (columns ``<name>`` and
+    ``<name>_pred`` of an ``oof.csv``), with the identity line and R² in the title."""
+    from sklearn.metrics import r2_score
+
+    names = list(names)
+    fig, axes = _figure(len(names), 4.2, 4.0)
+    for ax, name in zip(axes, names):
+        t, p = oof[name].to_numpy(float), oof[f"{name}_pred"].to_numpy(float)
+        ok = np.isfinite(t) & np.isfinite(p)
+        ax.scatter(t[ok], p[ok], s=6, alpha=0.5)
+        if ok.sum() > 1:
+            lo, hi = np.nanmin(t[ok]), np.nanmax(t[ok])
+            ax.plot([lo, hi], [lo, hi], color="grey", ls=":")
+            ax.set_title(f"{name}: R² {r2_score(t[ok], p[ok]):.3f}")
+        ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}")
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
