@@ -102,7 +102,9 @@ class TrainConfig:
     channels_last: bool = True  # memory format for 2D models (CUDA only)
     ema: float | None = None  # EMA decay of weights, e.g. 0.999; None disables
     patience: int | None = None  # early stopping on validation AUC; None disables
-    num_workers: int = 2  # DataLoader workers
+    # DataLoader worker processes; None: one per two CPU cores beyond the first two (0 on a
+    # 2-core machine, where workers would take the cores the model trains on), at most 8.
+    num_workers: int | None = None
     eval_batch_size: int = 256
     init_from: str | None = None  # checkpoint every fold starts from (g2res pretrain)
 

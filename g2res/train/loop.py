@@ -148,6 +148,14 @@ class BatchReader(Dataset):
         return torch.from_numpy(x), torch.from_numpy(np.asarray(y, dtype=np.float32))
 
 
+def default_workers(requested: int | None) -> int:
+    """DataLoader workers for ``train.num_workers`` (None: from the CPU count)."""
+    if requested is not None:
+        return max(0, int(requested))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(8, max(0, ((cores or 1) - 2) // 2))
+
+
 def _loader(reader: BatchReader, workers: int, device: torch.device) -> DataLoader:
     return DataLoader(
         reader,
@@ -266,7 +274,7 @@ class FoldTrainer:
         if tc.epochs < 1 or tc.batch_size < 2 or tc.eval_batch_size < 1:
             raise ValueError("train.epochs >= 1, train.batch_size >= 2 and eval_batch_size >= 1")
         self.amp = bool(tc.amp and device.type == "cuda")
-        self.workers = 0 if in_memory else max(0, int(tc.num_workers))
+        self.workers = 0 if in_memory else default_workers(tc.num_workers)
 
     # --------------------------------------------------------------------- building
     def _build(self):
