@@ -43,6 +43,20 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _run_dir_args(p: argparse.ArgumentParser, force_help: str) -> None:
+    """--device, --resume, --force, --seed and -q of the commands that train into RUN."""
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: recipe)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN")
+    p.add_argument("--force", action="store_true", help=force_help)
+    _common_args(p)
+
+
+def _recipe_with(args, flags: dict) -> Config:
+    """The recipe with the command line's flags (None: not given), --device and --seed."""
+    flags = {**flags, "device": args.device, "seed": args.seed}
+    return load_recipe(args).replace({k: v for k, v in flags.items() if v is not None})
+
+
 def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed for every random choice")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -511,26 +525,19 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--pool", default=None, help="waveform pool (recipe: injection.pool)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (injection.steps)")
     p.add_argument("--batch-size", type=int, default=None, help="samples per step")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: recipe)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN")
-    p.add_argument("--force", action="store_true", help="overwrite a non-empty RUN")
-    _common_args(p)
+    _run_dir_args(p, "overwrite a non-empty RUN")
     p.set_defaults(func=_run_pretrain)
 
 
 def _run_pretrain(args) -> int:
     from g2res.train.pretrain import pretrain
 
-    cfg = load_recipe(args)
-    flags = {
+    cfg = _recipe_with(args, {
         "cache": args.cache,
         "injection.pool": args.pool,
         "injection.steps": args.steps,
         "train.batch_size": args.batch_size,
-        "device": args.device,
-        "seed": args.seed,
-    }
-    cfg = cfg.replace({k: v for k, v in flags.items() if v is not None})
+    })  # fmt: skip
     metrics = pretrain(cfg, args.out, resume=args.resume, force=args.force, progress=not args.quiet)
     if not args.quiet:
         print(
@@ -668,18 +675,14 @@ def _add_cv_train(sub) -> None:
         "--fold-parallel", action="store_true", default=None,
         help="under torchrun: train one fold per process instead of each fold data-parallel",
     )  # fmt: skip
-    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: recipe)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN")
-    p.add_argument("--force", action="store_true", help="train a non-empty RUN from scratch")
-    _common_args(p)
+    _run_dir_args(p, "train a non-empty RUN from scratch")
     p.set_defaults(func=_run_cv_train)
 
 
 def _run_cv_train(args) -> int:
     from g2res.train.cv import cv_train
 
-    cfg = load_recipe(args)
-    flags = {
+    cfg = _recipe_with(args, {
         "cache": args.cache,
         "cv.folds": args.folds,
         "cv.fold": args.fold,
@@ -689,10 +692,7 @@ def _run_cv_train(args) -> int:
         "train.init_from": args.init_from,
         "train.num_workers": args.workers,
         "cv.fold_parallel": args.fold_parallel,
-        "device": args.device,
-        "seed": args.seed,
-    }
-    cfg = cfg.replace({k: v for k, v in flags.items() if v is not None})
+    })  # fmt: skip
     cv_train(cfg, args.out, resume=args.resume, force=args.force, progress=not args.quiet)
     return 0
 
@@ -819,12 +819,72 @@ def _run_scan(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- pseudo-label
+def _add_pseudo_label(sub) -> None:
+    p = sub.add_parser(
+        "pseudo-label",
+        formatter_class=_Formatter,
+        help="a new cache whose training split adds test samples labelled by trained runs",
+        description=(
+            "Label the test split of CACHE with the fold models of RUN(s) (one shared split)\n"
+            "and write a new cache OUT: training rows = the original ones, then the test\n"
+            "samples whose ensemble mean is <= --threshold-low or >= --threshold-high.\n"
+            "OUT/folds.csv keeps the runs' split (pseudo rows: fold -1, training only);\n"
+            "OUT/train_pseudo.npy gives fold k's targets from fold k's models alone, so no\n"
+            "fold's validation data leaks into its training. Then train on it:\n"
+            "  g2res pseudo-label runs/a runs/b --cache cache --out cache-pl --soft\n"
+            "  g2res cv-train --config R.yaml --cache cache-pl --out runs/a-pl"
+        ),
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories of g2res cv-train")
+    p.add_argument("--cache", required=True, help="cache the runs were trained on")
+    p.add_argument("--out", required=True, metavar="CACHE2", help="new cache directory")
+    p.add_argument("--soft", action="store_true", help="probabilities as targets, not 0/1")
+    p.add_argument(
+        "--threshold-low", type=float, default=None, metavar="P",
+        help="keep test samples with ensemble mean <= P (default 0.1; --soft: keep all)",
+    )  # fmt: skip
+    p.add_argument(
+        "--threshold-high", type=float, default=None, metavar="P",
+        help="keep test samples with ensemble mean >= P (default 0.9; --soft: keep all)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tta", nargs="*", default=[], metavar="NAME",
+        help="test-time augmentations averaged with the identity: swap_h1l1, sign_flip",
+    )  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=256, help="samples per batch")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_pseudo_label)
+
+
+def _run_pseudo_label(args) -> int:
+    from g2res.train.pseudo import pseudo_label
+
+    pseudo_label(
+        args.runs,
+        args.cache,
+        args.out,
+        soft=args.soft,
+        threshold_low=args.threshold_low,
+        threshold_high=args.threshold_high,
+        tta=args.tta,
+        batch_size=args.batch_size,
+        device=args.device,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
 COMMANDS = [_add_simulate, _add_preprocess, _add_cv_train, _add_submit, _add_evaluate, _add_run]
 COMMANDS.append(_add_waveforms)
 COMMANDS.append(_add_pretrain)
 COMMANDS.append(_add_baseline)
 COMMANDS.append(_add_scan)
+COMMANDS.append(_add_pseudo_label)
 
 
 def build_parser() -> argparse.ArgumentParser:
