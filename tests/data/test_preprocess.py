@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from noise_data import FS, noise_psd, write_noise_dataset
 
 from g2res.cli import main
 from g2res.config import PreprocessConfig
@@ -15,15 +16,9 @@ from g2res.data.cache import Cache, CacheDataset
 from g2res.data.layout import sample_path
 from g2res.data.preprocess import OUTPUTS, preprocess
 from g2res.signal import welch
-from g2res.signal.reference import coloured_noise, welch_reference, whiten_reference
+from g2res.signal.reference import welch_reference, whiten_reference
 
-FS = 2048.0
 CFG = PreprocessConfig(batch_size=8, workers=2)
-
-
-def noise_psd(f):
-    f = np.maximum(f, 10.0)
-    return 1e-46 * ((f / 40.0) ** -4 + 1 + (f / 300.0) ** 2)
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +27,8 @@ def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("g2net") / "data"
     rng = np.random.default_rng(3)
     n_train, n_test = 40, 12
-    ids = [f"{i:03x}{rng.integers(16**7):07x}" for i in range(n_train + n_test)]
-    data = coloured_noise(rng, noise_psd, (n_train + n_test, 3, 4096), FS)
-    for k, sample_id in enumerate(ids):
-        path = sample_path(root, "train" if k < n_train else "test", sample_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, data[k])
     labels = (np.arange(n_train) % 4 == 0).astype(int)
-    rows = "".join(f"{i},{t}\n" for i, t in zip(ids[:n_train], labels))
-    (root / "training_labels.csv").write_text("id,target\n" + rows)
-    rows = "".join(f"{i},0\n" for i in ids[n_train:])
-    (root / "sample_submission.csv").write_text("id,target\n" + rows)
+    write_noise_dataset(root, rng, n_train, n_test, labels)
     return root
 
 

@@ -6,21 +6,15 @@ import json
 
 import numpy as np
 import pytest
+from noise_data import write_noise_dataset
 
 from g2res.cli import main
 from g2res.config import PreprocessConfig
 from g2res.data.cache import Cache
 from g2res.data.layout import sample_path
 from g2res.data.preprocess import merge_shards, preprocess
-from g2res.signal.reference import coloured_noise
 
-FS = 2048.0
 CFG = PreprocessConfig(batch_size=8, workers=2)
-
-
-def noise_psd(f):
-    f = np.maximum(f, 10.0)
-    return 1e-46 * ((f / 40.0) ** -4 + 1 + (f / 300.0) ** 2)
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +23,13 @@ def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("g2net") / "data"
     rng = np.random.default_rng(8)
     n_train, n_test = 37, 13
-    ids = [f"{i:03x}{rng.integers(16**7):07x}" for i in range(n_train + n_test)]
-    data = coloured_noise(rng, noise_psd, (n_train + n_test, 3, 4096), FS)
-    for k, sample_id in enumerate(ids):
-        path = sample_path(root, "train" if k < n_train else "test", sample_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, data[k])
+    labels = rng.integers(0, 2, n_train)
+    ids = write_noise_dataset(root, rng, n_train, n_test, labels)
     sample_path(root, "train", ids[5]).unlink()  # missing, in the first half
     np.save(sample_path(root, "train", ids[30]), np.zeros((3, 4096)))  # second half
     sample_path(root, "test", ids[n_train + 9]).write_bytes(b"junk")
-    labels = rng.integers(0, 2, n_train)
-    rows = "".join(f"{i},{t}\n" for i, t in zip(ids[:n_train], labels))
-    (root / "training_labels.csv").write_text("id,target\n" + rows + f"{ids[2]},7\n")
-    rows = "".join(f"{i},0\n" for i in ids[n_train:])
-    (root / "sample_submission.csv").write_text("id,target\n" + rows)
+    with open(root / "training_labels.csv", "a") as fh:
+        fh.write(f"{ids[2]},7\n")
     return root
 
 
