@@ -238,7 +238,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return _build(tp, value, where)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
+        args = typing.get_args(tp)
+        # A value that already has one of the types keeps it (2 stays 2 in str | int).
+        exact = [a for a in args if isinstance(a, type) and type(value) is a]
+        for arg in exact + [a for a in args if a not in exact]:
             try:
                 return _coerce(value, arg, where)
             except ConfigError:

@@ -46,3 +46,11 @@ def test_bad_overrides_are_refused(override, message):
 def test_missing_recipe_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_union_fields_keep_the_type_given():
+    from g2res.config import Config
+
+    assert Config().replace({"model.freeze": 2}).model.freeze == 2
+    assert Config().replace(["model.freeze=2"]).model.freeze == 2
+    assert Config().replace(["model.freeze=backbone"]).model.freeze == "backbone"

@@ -22,7 +22,13 @@ from torch import nn
 
 from g2res.utils import atomic_path
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_pretrained", "load_fold_model"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "is_fold_checkpoint",
+    "load_pretrained",
+    "load_fold_model",
+]
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
@@ -40,6 +46,13 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # any unpickling failure is reported with the file name
         raise ValueError(f"checkpoint {path} cannot be read: {exc}") from None
+
+
+def is_fold_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a whole-model g2res checkpoint (cv-train or pretrain), as opposed
+    to a file of backbone weights."""
+    ckpt = load_checkpoint(path)
+    return isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> dict:

@@ -11,6 +11,7 @@ scaler, EMA, history), and ``--resume`` reaches the same weights on the CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -25,7 +26,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from g2res.config import Config, TrainConfig
-from g2res.train.checkpoint import load_checkpoint, load_pretrained, save_checkpoint
+from g2res.train.checkpoint import (
+    is_fold_checkpoint,
+    load_checkpoint,
+    load_pretrained,
+    save_checkpoint,
+)
 from g2res.train.distributed import Dist
 from g2res.train.tasks import Task, regression_targets, task_model_config
 from g2res.utils import atomic_path
@@ -284,10 +290,13 @@ class FoldTrainer:
         cfg, tc = self.cfg, self.cfg.train
         # Initial weights depend on (seed, fold) only: not on the folds trained before.
         torch.manual_seed(derive_seed(cfg.seed, _INIT, self.fold))
-        model = build_model(task_model_config(cfg), sample_rate=self.cache.sample_rate,
-                            n_time=self.n_time)  # fmt: skip
-        if tc.init_from:
-            load_pretrained(model, tc.init_from)
+        model_cfg, init = task_model_config(cfg), tc.init_from
+        whole = bool(init) and is_fold_checkpoint(init)
+        if init and not whole:  # backbone weights (timm or torchvision style, local file)
+            model_cfg = dataclasses.replace(model_cfg, pretrained=init)
+        model = build_model(model_cfg, sample_rate=self.cache.sample_rate, n_time=self.n_time)
+        if whole:
+            load_pretrained(model, init)
         model = model.to(self.device)
         if self.device.type == "cuda" and tc.channels_last and getattr(model, "is_2d", False):
             model = model.to(memory_format=torch.channels_last)

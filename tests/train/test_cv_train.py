@@ -180,3 +180,34 @@ def test_cli_trains_and_refuses_to_overwrite(tiny_cache, tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main([*args, "--force"]) == 0
     assert (out / "notes.txt").read_text() == "mine"  # --force only replaces run files
+
+
+def test_init_from_checkpoint_or_backbone_weights_and_frozen_stages_stay(tiny_cache, tmp_path):
+    from g2res.models import build_model
+
+    base = recipe(tiny_cache, epochs=1).replace({"cv.fold": [0]})
+    cv_train(base, tmp_path / "a", progress=False, log=None)
+    start = load_checkpoint(tmp_path / "a" / "fold0" / "best.pt")["model"]
+    # A g2res checkpoint: the first two stages (stem, layer 1) frozen, the rest trains.
+    cfg = base.replace(
+        {
+            "train.init_from": str(tmp_path / "a" / "fold0" / "best.pt"),
+            "model.freeze": 2,
+            "cv.folds_file": str(tmp_path / "a" / "folds.csv"),
+        }
+    )
+    cv_train(cfg, tmp_path / "b", progress=False, log=None)  # fmt: skip
+    after = load_checkpoint(tmp_path / "b" / "fold0" / "last.pt")["model"]
+    model = build_model(cfg.model)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(torch.equal(after[n], start[n]) for n in frozen)
+    trained = [n for n, p in model.named_parameters() if p.requires_grad and "weight" in n]
+    assert any(not torch.equal(after[n], start[n]) for n in trained)
+    # Backbone weights alone (a bare state dict, e.g. from timm): loaded into the backbone.
+    weights = {k: v.clone() for k, v in build_model(cfg.model).backbone.state_dict().items()}
+    torch.save(weights, tmp_path / "backbone.pth")
+    cfg2 = base.replace({"train.init_from": str(tmp_path / "backbone.pth"), "train.lr": 0.0,
+                         "model.freeze": "backbone"})  # fmt: skip
+    cv_train(cfg2, tmp_path / "c", progress=False, log=None)
+    got = load_checkpoint(tmp_path / "c" / "fold0" / "last.pt")["model"]
+    assert all(torch.equal(got[f"backbone.{k}"], v) for k, v in weights.items())
