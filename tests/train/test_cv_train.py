@@ -211,3 +211,12 @@ def test_init_from_checkpoint_or_backbone_weights_and_frozen_stages_stay(tiny_ca
     cv_train(cfg2, tmp_path / "c", progress=False, log=None)
     got = load_checkpoint(tmp_path / "c" / "fold0" / "last.pt")["model"]
     assert all(torch.equal(got[f"backbone.{k}"], v) for k, v in weights.items())
+
+
+@pytest.mark.gpu
+def test_cuda_training_with_amp_and_channels_last(tiny_cache, tmp_path):
+    cfg = recipe(tiny_cache, MODEL_CQT, epochs=1, amp=True, channels_last=True)
+    m = cv_train(cfg.replace({"device": "cuda"}), tmp_path / "gpu", progress=False, log=None)
+    assert m["device"].startswith("cuda") and m["auc"] > 0.6
+    model, _ = load_fold_model(tmp_path / "gpu" / "fold0" / "best.pt", device="cuda")
+    assert next(model.parameters()).is_cuda
