@@ -1,0 +1,170 @@
+"""The sensitivity table shared by benchmarks/sensitivity.py and sensitivity_injection.py.
+
+One row per method (a submission-format ``id,target`` CSV scored on the simulated test
+split): ROC AUC overall, AUC per network-SNR bin (all noise samples vs the bin's
+signals) and detection efficiency at 1% false-positive rate per bin, all from
+``g2res.train.metrics``; then each AUC over the oracle's.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from g2res.ensemble.evaluate import align_labels, read_snr
+from g2res.train import metrics as m
+
+SNR_EDGES = (4.0, 6.0, 8.0, 10.0, 12.0, 16.0)  # the bins of issue 7
+FPR = 0.01
+GOAL_RATIO = 0.97
+
+
+def bin_name(lo: float, hi: float) -> str:
+    return f"{lo:g}-{hi:g}"
+
+
+BIN_NAMES = [bin_name(lo, hi) for lo, hi in zip(SNR_EDGES[:-1], SNR_EDGES[1:])]
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished child processes (workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Timer:
+    """Wall and CPU seconds (this process + its workers) of named steps; ``timer(name, fn)``
+    runs ``fn()``."""
+
+    def __init__(self):
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def __call__(self, name: str, fn):
+        w0, c0 = time.perf_counter(), cpu_seconds()
+        out = fn()
+        self.wall[name] = round(time.perf_counter() - w0, 1)
+        self.cpu[name] = round(cpu_seconds() - c0, 1)
+        print(f"[{name}] {self.wall[name]:.0f} s wall, {self.cpu[name]:.0f} s CPU", flush=True)
+        return out
+
+
+def score(name: str, submission: str | os.PathLike, data_dir: str | os.PathLike) -> dict:
+    """Row of the table for the submission CSV ``submission`` of the test split of the
+    simulated data set ``data_dir`` (labels and network SNRs from ``data_dir/truth``)."""
+    truth = Path(data_dir) / "truth"
+    sub = pd.read_csv(submission)
+    labels = pd.read_csv(truth / "test_labels.csv")
+    y = align_labels(sub, labels, name=str(submission)).astype(np.int64)
+    p = sub["target"].to_numpy(np.float64)
+    snr = read_snr(truth / "injections.csv", sub["id"])
+    row: dict = {"method": name, "n": int(len(y)), "n_signals": int(y.sum())}
+    row["auc"] = m.classification_metrics(y, p)["auc"]
+    auc = m.auc_by_snr(y, p, snr, bins=SNR_EDGES)
+    eff = m.efficiency_vs_snr(y, p, snr, fpr=FPR, bins=SNR_EDGES)
+    row["efficiency_all"] = float((p[y == 1] > m.threshold_at_fpr(y, p, FPR)).mean())
+    for col, frame, key in (("auc", auc, "auc"), ("eff", eff, "efficiency")):
+        got = {bin_name(a, b): v for a, b, v in zip(frame.snr_low, frame.snr_high, frame[key])}
+        row[col + "_bins"] = {b: (float(got[b]) if b in got else None) for b in BIN_NAMES}
+    row["n_bins"] = {
+        bin_name(a, b): int(n) for a, b, n in zip(auc.snr_low, auc.snr_high, auc.n_signals)
+    }
+    return row
+
+
+def add_ratios(table: list[dict], reference: str = "oracle") -> float | None:
+    """Set ``auc_over_oracle`` on every row; returns the reference AUC (None if absent)."""
+    ref = next((r["auc"] for r in table if r["method"] == reference), None)
+    for r in table:
+        r["auc_over_oracle"] = r["auc"] / ref if ref else None
+    return ref
+
+
+def beats(a: dict, b: dict) -> dict:
+    """Whether row ``a`` has a higher AUC than row ``b`` overall and in every SNR bin."""
+    bins = {k: a["auc_bins"][k] > b["auc_bins"][k] for k in BIN_NAMES if a["auc_bins"][k]}
+    return {"overall": a["auc"] > b["auc"], "bins": bins, "every_bin": all(bins.values())}
+
+
+def format_table(table: list[dict]) -> str:
+    """Plain-text table: AUC overall and per bin, efficiency at 1% FPR per bin, /oracle."""
+
+    def f(v):
+        return f"{v:6.3f}" if v is not None else f"{'-':>6s}"
+
+    width = max(len(r["method"]) for r in table) + 1
+    head = (
+        f"{'method':{width}s}   AUC | "
+        + " ".join(f"{b:>6s}" for b in BIN_NAMES)
+        + " | eff@1%: "
+        + " ".join(f"{b:>6s}" for b in BIN_NAMES)
+        + " | /oracle"
+    )
+    lines = [head, "-" * len(head)]
+    for r in table:
+        lines.append(
+            f"{r['method']:{width}s}{f(r['auc'])} | "
+            + " ".join(f(r["auc_bins"][b]) for b in BIN_NAMES)
+            + " |         "
+            + " ".join(f(r["eff_bins"][b]) for b in BIN_NAMES)
+            + " | "
+            + f(r.get("auc_over_oracle"))
+        )
+    n = table[0]["n_bins"]
+    lines.append(f"signals per bin: {', '.join(f'{b}: {n.get(b, 0)}' for b in BIN_NAMES)}")
+    return "\n".join(lines)
+
+
+def markdown_table(table: list[dict]) -> str:
+    """The same table in Markdown, for benchmarks/README.md."""
+
+    def f(v):
+        return f"{v:.3f}" if v is not None else "-"
+
+    head = ["method", "AUC", *BIN_NAMES, *(f"eff. {b}" for b in BIN_NAMES), "/oracle"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        vals = [r["auc"], *(r["auc_bins"][b] for b in BIN_NAMES)]
+        vals += [*(r["eff_bins"][b] for b in BIN_NAMES), r.get("auc_over_oracle")]
+        lines.append("| " + " | ".join([r["method"], *map(f, vals)]) + " |")
+    return "\n".join(lines)
+
+
+def plot(table: list[dict], path: str | os.PathLike, title: str = "") -> Path:
+    """AUC and efficiency at 1% FPR per SNR bin, one line per method; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from g2res.utils import atomic_path
+
+    centres = [(a + b) / 2 for a, b in zip(SNR_EDGES[:-1], SNR_EDGES[1:])]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for r in table:
+        for ax, key in zip(axes, ("auc_bins", "eff_bins")):
+            ys = [r[key][b] if r[key][b] is not None else np.nan for b in BIN_NAMES]
+            ax.plot(centres, ys, "o-", label=f"{r['method']} (AUC {r['auc']:.3f})")
+    axes[0].set_ylabel("ROC AUC (noise vs the bin's signals)")
+    axes[1].set_ylabel(f"efficiency at {FPR:.0%} false-positive rate")
+    for ax in axes:
+        ax.set_xlabel("network optimal SNR (bin centre)")
+        ax.set_xticks(centres, BIN_NAMES)
+        ax.grid(alpha=0.3)
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

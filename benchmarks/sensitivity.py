@@ -1,0 +1,213 @@
+"""How sensitive is g2res next to a matched-filter search? (issue 7)
+
+On one simulated data set (default 2,000 train / 1,000 test, network SNR 4-16, the
+simulator's precessing IMRPhenomXPHM signals) this
+
+1. simulates -> WORKDIR/data and preprocesses -> WORKDIR/cache;
+2. trains one recipe with cv-train -> WORKDIR/runs/<name> and ensembles its folds with
+   submit -> WORKDIR/submission_g2res.csv;
+3. runs the aligned-spin template bank and the exact-template oracle
+   (g2res.baselines.matched_filter) on the same test split;
+4. prints one table -- test AUC overall and per network-SNR bin (4-6, ..., 12-16; all
+   noise vs the bin's signals), efficiency at 1% false-positive rate per bin, each AUC
+   over the oracle's -- and whether the goals hold (ensemble AUC >= 0.97 x oracle; the
+   ensemble beats the bank, which does not model precession);
+5. writes benchmarks/results/sensitivity.json and sensitivity.png.
+
+Every step whose output exists in WORKDIR is reused (an interrupted cv-train resumes),
+so a second call only redoes what is missing; delete WORKDIR/<step> to redo a step.
+The default overrides size the recipe for 2 shared CPU cores (~15-25 min with a bank file
+given); on a GPU pass ``--cpu-overrides none`` to train the recipe as written.
+
+    python benchmarks/sensitivity.py --workdir /tmp/g2res-sens
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _sensitivity_table as st  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+# cqt-resnet18 cut to fit ~15 min on 2 shared CPU cores: a quarter-width ResNet-18 (base
+# width 16: 0.78 M parameters) on a CQT with half the time frames (hop 64), 4 epochs, no
+# EMA (a 0.999 average over ~100 optimiser steps would still be the initial weights).
+CPU_OVERRIDES = [
+    "model.backbone.base_width=16",
+    "model.frontend.hop_length=64",
+    "train.epochs=4",
+    "train.ema=null",
+    "train.patience=null",
+]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--workdir", required=True, help="data, cache, runs and submissions")
+    p.add_argument("--recipe", default=str(ROOT / "pipelines" / "cqt-resnet18.yaml"))
+    p.add_argument("--n-train", type=int, default=2000)
+    p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--snr", type=float, nargs=2, default=(4.0, 16.0), metavar=("LO", "HI"))
+    p.add_argument("--approximant", default="IMRPhenomXPHM", help="of the simulated signals")
+    p.add_argument("--folds", type=int, default=3)
+    p.add_argument(
+        "--bank",
+        default=None,
+        help="template bank .npz to reuse (placing one for 7-50 Msun at minimal match 0.95 "
+        "takes ~10 min on 2 cores); default: WORKDIR/bank.npz, placed when missing",
+    )
+    p.add_argument(
+        "--cpu-overrides",
+        default="default",
+        help="'default': " + " ".join(CPU_OVERRIDES) + "; 'none': the recipe as written",
+    )
+    p.add_argument("--workers", type=int, default=2, help="simulation processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(RESULTS / "sensitivity.json"))
+    p.add_argument("--plot", default=str(RESULTS / "sensitivity.png"))
+    p.add_argument("overrides", nargs="*", help="further recipe overrides key=value")
+    return p.parse_args(argv)
+
+
+def prepare_data(work: Path, sim, pre, seed: int, timer: st.Timer) -> tuple[Path, Path]:
+    """WORKDIR/data (simulated) and WORKDIR/cache, each made only when missing."""
+    from g2res.data.preprocess import preprocess
+    from g2res.data.simulate import simulate
+
+    data, cache = work / "data", work / "cache"
+    if not (data / "sample_submission.csv").is_file():
+        timer("simulate", lambda: simulate(data, sim, seed=seed, force=True))
+    if not (cache / "manifest.json").is_file():
+        timer("preprocess", lambda: preprocess(data, cache, pre, seed=seed))
+    return data, cache
+
+
+def train_and_submit(cfg, run: Path, csv: Path, timer: st.Timer, label: str) -> Path:
+    """cv-train ``cfg`` into ``run`` (resuming a partial run) and submit its folds."""
+    from g2res.ensemble.submit import submit
+    from g2res.train.cv import cv_train
+
+    if not (run / "metrics.json").is_file():
+        resume = (run / "config.yaml").is_file()
+        timer(f"cv-train {label}", lambda: cv_train(cfg, run, resume=resume))
+    if not csv.is_file():
+        timer(f"submit {label}", lambda: submit([run], cfg.cache, csv, tta=cfg.submit.tta))
+    return csv
+
+
+def baselines(
+    data: Path, cache: Path, work: Path, seed: int, timer: st.Timer, bank: str | None = None
+) -> dict:
+    """Template bank and oracle submissions on the test split: {name: csv}. The bank is
+    ``bank``, else WORKDIR/bank.npz (placed for the cache's PSD when missing)."""
+    from g2res.baselines.matched_filter import matched_filter
+
+    saved = Path(bank) if bank else work / "bank.npz"
+    psd = cache / "psd.npz"
+    out = {}
+    for name, kw in (
+        ("template bank", {"save_bank": saved}),
+        ("oracle", {"oracle": True}),
+    ):
+        csv = work / f"{name.replace(' ', '_')}.csv"
+        if not csv.is_file():
+            if name == "template bank" and saved.is_file():
+                kw = {"bank": saved}
+            timer(name, lambda csv=csv, kw=kw: matched_filter(data, psd, csv, seed=seed, **kw))
+        out[name] = csv
+    return out
+
+
+def report(table: list[dict], model: str, baseline: str = "template bank") -> dict:
+    """Print the table and the goals; returns the verdict."""
+    oracle_auc = st.add_ratios(table)
+    print()
+    print(st.format_table(table))
+    row = next(r for r in table if r["method"] == model)
+    verdict: dict = {"model": model}
+    if oracle_auc:
+        ratio = row["auc_over_oracle"]
+        verdict.update(ratio=ratio, ratio_goal=st.GOAL_RATIO, ratio_met=ratio >= st.GOAL_RATIO)
+        need = st.GOAL_RATIO * oracle_auc - row["auc"]
+        print(
+            f"\n{model}: AUC {row['auc']:.4f} = {ratio:.3f} x oracle {oracle_auc:.4f} -> goal "
+            f">= {st.GOAL_RATIO} {'MET' if ratio >= st.GOAL_RATIO else 'NOT MET'}"
+            + (f" (short by {need:.4f} AUC)" if need > 0 else "")
+        )
+    bank = next((r for r in table if r["method"] == baseline), None)
+    if bank is not None:
+        b = st.beats(row, bank)
+        verdict["beats_bank"] = b
+        lost = [k for k, v in b["bins"].items() if not v]
+        print(
+            f"{model} vs {baseline}: overall {'better' if b['overall'] else 'WORSE'}; "
+            + ("better in every SNR bin" if not lost else f"worse in bins {', '.join(lost)}")
+        )
+    return verdict
+
+
+def main(argv=None) -> dict:
+    from g2res.config import SimulateConfig, load_config
+    from g2res.utils import write_json
+
+    args = parse_args(argv)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    timer = st.Timer()
+    cpu = CPU_OVERRIDES if args.cpu_overrides == "default" else []
+    if args.cpu_overrides not in ("default", "none"):
+        raise SystemExit(f"--cpu-overrides: 'default' or 'none', got {args.cpu_overrides!r}")
+    overrides = [*cpu, f"cv.folds={args.folds}", f"seed={args.seed}", *args.overrides]
+    cfg = load_config(args.recipe, overrides)
+    sim = SimulateConfig(
+        n_train=args.n_train,
+        n_test=args.n_test,
+        snr=tuple(args.snr),
+        approximant=args.approximant,
+        workers=args.workers,
+    )
+    data, cache = prepare_data(work, sim, cfg.preprocess, args.seed, timer)
+    cfg = cfg.replace({"cache": str(cache), "data_dir": str(data)})
+    label = f"g2res {cfg.name} ({cfg.cv.folds} folds)"
+    subs = {label: train_and_submit(cfg, work / "runs" / cfg.name, work / "g2res.csv", timer, "")}
+    subs.update(baselines(data, cache, work, args.seed, timer, args.bank))
+    table = [st.score(name, csv, data) for name, csv in subs.items()]
+    order = {"oracle": 0, "template bank": 1}
+    table.sort(key=lambda r: order.get(r["method"], 2))
+    verdict = report(table, label)
+    print(f"\nsteps (wall s): {timer.wall}\nsteps (CPU s):  {timer.cpu}")
+    result = {
+        "benchmark": "sensitivity",
+        "data": {
+            "n_train": args.n_train,
+            "n_test": args.n_test,
+            "snr": list(args.snr),
+            "approximant": args.approximant,
+            "psd": "simulator design curves; filters and whitening use the cache's estimate",
+            "seed": args.seed,
+        },
+        "recipe": os.path.relpath(args.recipe, ROOT),
+        "overrides": overrides,
+        "fpr": st.FPR,
+        "snr_bins": st.BIN_NAMES,
+        "table": table,
+        "goal": verdict,
+        "seconds_wall": timer.wall,
+        "seconds_cpu": timer.cpu,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+    }
+    write_json(args.out, result)
+    st.plot(table, args.plot, title=f"{args.n_train} train / {args.n_test} test, {sim.approximant}")
+    print(f"wrote {args.out} and {args.plot}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
