@@ -27,34 +27,65 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
 
 
+def _check_plain(name: str, residual: bool, downsample: nn.Module | None) -> None:
+    if not residual and downsample is not None:
+        raise ValueError(f"{name}: a plain block (residual=False) has no shortcut to downsample")
+
+
 class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with a residual connection (ResNet18/34)."""
+    """Two 3x3 convolutions with a residual connection (ResNet18/34).
+
+    ``residual=False`` makes the plain twin (He et al. 2016, Sec. 4.1): same body, no
+    skip path, so the block must not be given a ``downsample``.
+    """
 
     expansion = 1
 
-    def __init__(self, cin: int, width: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(
+        self,
+        cin: int,
+        width: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        residual: bool = True,
+    ):
         super().__init__()
+        _check_plain(type(self).__name__, residual, downsample)
         self.conv1 = _conv3x3(cin, width, stride)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = _conv3x3(width, width)
         self.bn2 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if not self.residual:
+            return self.relu(out)
+        identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3 (stride here, as torchvision's v1.5), 1x1 expand by 4 (ResNet50+)."""
+    """1x1 reduce, 3x3 (stride here, as torchvision's v1.5), 1x1 expand by 4 (ResNet50+).
+
+    ``residual=False``: the plain twin, no skip path (and no ``downsample``).
+    """
 
     expansion = 4
 
-    def __init__(self, cin: int, width: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(
+        self,
+        cin: int,
+        width: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        residual: bool = True,
+    ):
         super().__init__()
+        _check_plain(type(self).__name__, residual, downsample)
         self.conv1 = _conv1x1(cin, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = _conv3x3(width, width, stride)
@@ -63,12 +94,15 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(width * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        if not self.residual:
+            return self.relu(out)
+        identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
 
 
@@ -87,6 +121,8 @@ class ResNet(nn.Module):
         pool: global pooling, ``avg`` | ``gem`` | ``max`` | ``attention``.
         drop_rate: dropout on the pooled features.
         pretrained: local state-dict file (e.g. a torchvision ResNet's); never downloads.
+        residual: False builds the plain twin: same blocks and widths without skip
+            connections, and no projection shortcuts (``downsample``) at all.
 
     ``stages`` is ``[stem, layer1, layer2, layer3, layer4]`` for freezing.
     """
@@ -104,6 +140,7 @@ class ResNet(nn.Module):
         pool: str = "avg",
         drop_rate: float = 0.0,
         pretrained: str | os.PathLike | None = None,
+        residual: bool = True,
     ):
         super().__init__()
         if in_chans < 1 or base_width < 1 or not layers or min(layers) < 1:
@@ -113,6 +150,7 @@ class ResNet(nn.Module):
             )
         self.in_chans = in_chans
         self.layers = tuple(layers)
+        self.residual = bool(residual)
         self.conv1 = nn.Conv2d(in_chans, base_width, 7, stride=stem_stride, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(base_width)
         self.relu = nn.ReLU(inplace=True)
@@ -122,14 +160,14 @@ class ResNet(nn.Module):
             width = base_width * 2**i
             stride = 1 if i == 0 else 2
             downsample = None
-            if stride != 1 or cin != width * block.expansion:
+            if residual and (stride != 1 or cin != width * block.expansion):
                 downsample = nn.Sequential(
                     _conv1x1(cin, width * block.expansion, stride),
                     nn.BatchNorm2d(width * block.expansion),
                 )
-            blocks = [block(cin, width, stride, downsample)]
+            blocks = [block(cin, width, stride, downsample, residual=residual)]
             cin = width * block.expansion
-            blocks += [block(cin, width) for _ in range(n_blocks - 1)]
+            blocks += [block(cin, width, residual=residual) for _ in range(n_blocks - 1)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         self.num_features = cin
         self.global_pool = create_pool(pool, cin)

@@ -24,37 +24,66 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv1d:
     return nn.Conv1d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
 
 
+def _check_plain(name: str, residual: bool, downsample: nn.Module | None) -> None:
+    if not residual and downsample is not None:
+        raise ValueError(f"{name}: a plain block (residual=False) has no shortcut to downsample")
+
+
 class BasicBlock1d(nn.Module):
-    """Two ``k``-tap convolutions with a residual connection."""
+    """Two ``k``-tap convolutions with a residual connection.
+
+    ``residual=False``: the plain twin, no skip path (and no ``downsample``).
+    """
 
     expansion = 1
 
     def __init__(
-        self, cin: int, width: int, stride: int = 1, downsample: nn.Module | None = None, k: int = 7
+        self,
+        cin: int,
+        width: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        k: int = 7,
+        residual: bool = True,
     ):
         super().__init__()
+        _check_plain(type(self).__name__, residual, downsample)
         self.conv1 = _conv(cin, width, k, stride)
         self.bn1 = nn.BatchNorm1d(width)
         self.conv2 = _conv(width, width, k)
         self.bn2 = nn.BatchNorm1d(width)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
+        out = self.bn2(self.conv2(out))
+        if not self.residual:
+            return self.relu(out)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
 
 
 class Bottleneck1d(nn.Module):
-    """1-tap reduce, ``k``-tap (strided), 1-tap expand by 4."""
+    """1-tap reduce, ``k``-tap (strided), 1-tap expand by 4.
+
+    ``residual=False``: the plain twin, no skip path (and no ``downsample``).
+    """
 
     expansion = 4
 
     def __init__(
-        self, cin: int, width: int, stride: int = 1, downsample: nn.Module | None = None, k: int = 7
+        self,
+        cin: int,
+        width: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        k: int = 7,
+        residual: bool = True,
     ):
         super().__init__()
+        _check_plain(type(self).__name__, residual, downsample)
         self.conv1 = _conv(cin, width, 1)
         self.bn1 = nn.BatchNorm1d(width)
         self.conv2 = _conv(width, width, k, stride)
@@ -63,12 +92,16 @@ class Bottleneck1d(nn.Module):
         self.bn3 = nn.BatchNorm1d(width * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + identity)
+        out = self.bn3(self.conv3(out))
+        if not self.residual:
+            return self.relu(out)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
 
 
 class ResNet1d(nn.Module):
@@ -86,6 +119,8 @@ class ResNet1d(nn.Module):
         pool: ``gem`` | ``avg`` | ``max`` | ``attention``.
         drop_rate: dropout on the pooled features.
         pretrained: local state-dict file.
+        residual: False builds the plain twin: same blocks and widths without skip
+            connections, and no projection shortcuts (``downsample``) at all.
 
     ``stages`` is ``[stem, layer1, ..., layerN]`` for freezing.
     """
@@ -105,6 +140,7 @@ class ResNet1d(nn.Module):
         pool: str = "gem",
         drop_rate: float = 0.0,
         pretrained: str | os.PathLike | None = None,
+        residual: bool = True,
     ):
         super().__init__()
         if in_chans < 1 or base_width < 1 or not layers or min(layers) < 1:
@@ -119,6 +155,7 @@ class ResNet1d(nn.Module):
             )
         self.in_chans = in_chans
         self.layers = tuple(layers)
+        self.residual = bool(residual)
         self.conv1 = _conv(in_chans, base_width, stem_kernel, stem_stride)
         self.bn1 = nn.BatchNorm1d(base_width)
         self.relu = nn.ReLU(inplace=True)
@@ -128,14 +165,16 @@ class ResNet1d(nn.Module):
             width = base_width * 2**i
             stride = 1 if i == 0 else 2
             downsample = None
-            if stride != 1 or cin != width * block.expansion:
+            if residual and (stride != 1 or cin != width * block.expansion):
                 downsample = nn.Sequential(
                     _conv(cin, width * block.expansion, 1, stride),
                     nn.BatchNorm1d(width * block.expansion),
                 )
-            blocks = [block(cin, width, stride, downsample, k=kernel_size)]
+            blocks = [block(cin, width, stride, downsample, k=kernel_size, residual=residual)]
             cin = width * block.expansion
-            blocks += [block(cin, width, k=kernel_size) for _ in range(n_blocks - 1)]
+            blocks += [
+                block(cin, width, k=kernel_size, residual=residual) for _ in range(n_blocks - 1)
+            ]
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         self.num_features = cin
         self.global_pool = create_pool(pool, cin)
