@@ -8,6 +8,7 @@ signals) and detection efficiency at 1% false-positive rate per bin, all from
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import time
@@ -42,9 +43,13 @@ class Timer:
     """Wall and CPU seconds (this process + its workers) of named steps; ``timer(name, fn)``
     runs ``fn()``."""
 
-    def __init__(self):
-        self.wall: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
+    def __init__(self, path: str | os.PathLike | None = None):
+        """``path``: JSON file keeping the times of steps done by earlier calls (a reused
+        WORKDIR), so the totals stay those of the whole benchmark."""
+        self.path = Path(path) if path else None
+        saved = json.loads(self.path.read_text()) if self.path and self.path.is_file() else {}
+        self.wall: dict[str, float] = saved.get("wall", {})
+        self.cpu: dict[str, float] = saved.get("cpu", {})
 
     def __call__(self, name: str, fn):
         w0, c0 = time.perf_counter(), cpu_seconds()
@@ -52,6 +57,10 @@ class Timer:
         self.wall[name] = round(time.perf_counter() - w0, 1)
         self.cpu[name] = round(cpu_seconds() - c0, 1)
         print(f"[{name}] {self.wall[name]:.0f} s wall, {self.cpu[name]:.0f} s CPU", flush=True)
+        if self.path:
+            from g2res.utils import write_json
+
+            write_json(self.path, {"wall": self.wall, "cpu": self.cpu})
         return out
 
 
@@ -86,10 +95,21 @@ def add_ratios(table: list[dict], reference: str = "oracle") -> float | None:
     return ref
 
 
+def compare(a: float, b: float, tol: float = 5e-4) -> str:
+    """'better', 'tied' (within ``tol``, e.g. both AUC 1.000) or 'worse'."""
+    return "tied" if abs(a - b) <= tol else ("better" if a > b else "worse")
+
+
 def beats(a: dict, b: dict) -> dict:
-    """Whether row ``a`` has a higher AUC than row ``b`` overall and in every SNR bin."""
-    bins = {k: a["auc_bins"][k] > b["auc_bins"][k] for k in BIN_NAMES if a["auc_bins"][k]}
-    return {"overall": a["auc"] > b["auc"], "bins": bins, "every_bin": all(bins.values())}
+    """Row ``a`` against row ``b``: AUC overall and per SNR bin compared with
+    :func:`compare`; ``every_bin`` when no bin is worse and at least one better."""
+    bins = {
+        k: compare(a["auc_bins"][k], b["auc_bins"][k])
+        for k in BIN_NAMES
+        if a["auc_bins"][k] is not None and b["auc_bins"][k] is not None
+    }
+    every = "worse" not in bins.values() and "better" in bins.values()
+    return {"overall": compare(a["auc"], b["auc"]), "bins": bins, "every_bin": every}
 
 
 def format_table(table: list[dict]) -> str:

@@ -25,6 +25,7 @@ given); on a GPU pass ``--cpu-overrides none`` to train the recipe as written.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
 import sys
@@ -74,6 +75,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--plot", default=str(RESULTS / "sensitivity.png"))
     p.add_argument("overrides", nargs="*", help="further recipe overrides key=value")
     return p.parse_args(argv)
+
+
+def run_name(name: str, overrides: list[str]) -> str:
+    """``name-<8 hex>``: one run directory per recipe and override list, so a reused
+    WORKDIR never scores a run trained with other settings."""
+    digest = hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:8]
+    return f"{name}-{digest}"
 
 
 def prepare_data(work: Path, sim, pre, seed: int, timer: st.Timer) -> tuple[Path, Path]:
@@ -145,11 +153,8 @@ def report(table: list[dict], model: str, baseline: str = "template bank") -> di
     if bank is not None:
         b = st.beats(row, bank)
         verdict["beats_bank"] = b
-        lost = [k for k, v in b["bins"].items() if not v]
-        print(
-            f"{model} vs {baseline}: overall {'better' if b['overall'] else 'WORSE'}; "
-            + ("better in every SNR bin" if not lost else f"worse in bins {', '.join(lost)}")
-        )
+        bins = ", ".join(f"{k}: {v}" for k, v in b["bins"].items())
+        print(f"{model} vs {baseline}: AUC overall {b['overall']}; per SNR bin {bins}")
     return verdict
 
 
@@ -160,7 +165,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    timer = st.Timer()
+    timer = st.Timer(work / "timings.json")
     cpu = CPU_OVERRIDES if args.cpu_overrides == "default" else []
     if args.cpu_overrides not in ("default", "none"):
         raise SystemExit(f"--cpu-overrides: 'default' or 'none', got {args.cpu_overrides!r}")
@@ -176,7 +181,8 @@ def main(argv=None) -> dict:
     data, cache = prepare_data(work, sim, cfg.preprocess, args.seed, timer)
     cfg = cfg.replace({"cache": str(cache), "data_dir": str(data)})
     label = f"g2res {cfg.name} ({cfg.cv.folds} folds)"
-    subs = {label: train_and_submit(cfg, work / "runs" / cfg.name, work / "g2res.csv", timer, "")}
+    run = run_name(cfg.name, overrides)
+    subs = {label: train_and_submit(cfg, work / "runs" / run, work / f"{run}.csv", timer, cfg.name)}
     subs.update(baselines(data, cache, work, args.seed, timer, args.bank))
     table = [st.score(name, csv, data) for name, csv in subs.items()]
     order = {"oracle": 0, "template bank": 1}
@@ -195,12 +201,14 @@ def main(argv=None) -> dict:
         },
         "recipe": os.path.relpath(args.recipe, ROOT),
         "overrides": overrides,
+        "run": str(work / "runs" / run),
         "fpr": st.FPR,
         "snr_bins": st.BIN_NAMES,
         "table": table,
         "goal": verdict,
         "seconds_wall": timer.wall,
         "seconds_cpu": timer.cpu,
+        "total_seconds": {"wall": sum(timer.wall.values()), "cpu": sum(timer.cpu.values())},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
     }
     write_json(args.out, result)

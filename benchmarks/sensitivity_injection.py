@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _sensitivity_table as st  # noqa: E402
-from sensitivity import baselines, prepare_data, report, train_and_submit  # noqa: E402
+from sensitivity import baselines, prepare_data, report, run_name, train_and_submit  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"--cpu-overrides: 'default' or 'none', got {args.cpu_overrides!r}")
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    timer = st.Timer()
+    timer = st.Timer(work / "timings.json")
     sim = SimulateConfig(
         n_train=args.n_train,
         n_test=args.n_test,
@@ -124,6 +124,8 @@ def main(argv=None) -> dict:
     cfg = cfg.replace({"cache": str(cache), "data_dir": str(data)})
 
     runs = work / "runs"
+    pre_dir = runs / run_name("pre", [*overrides, f"steps={args.pretrain_steps}", str(pool)])
+    plain_dir, ft_dir = runs / run_name("plain", overrides), runs / f"ft-{pre_dir.name}"
     plain = cfg.replace({"injection.mode": "off", "train.init_from": None, "name": "plain"})
     pre = cfg.replace(
         {
@@ -135,18 +137,18 @@ def main(argv=None) -> dict:
         }
     )
     ft = cfg.replace(
-        {"injection.mode": "off", "train.init_from": str(runs / "pre" / "best.pt"), "name": "ft"}
+        {"injection.mode": "off", "train.init_from": str(pre_dir / "best.pt"), "name": "ft"}
     )
     n = cfg.cv.folds
     subs = {
         f"plain {cfg.name} ({n} folds)": train_and_submit(
-            plain, runs / "plain", work / "plain.csv", timer, "plain"
+            plain, plain_dir, work / f"{plain_dir.name}.csv", timer, "plain"
         )
     }
-    if not (runs / "pre" / "metrics.json").is_file():
-        timer("pretrain", lambda: pretrain(pre, runs / "pre", resume=True))
+    if not (pre_dir / "metrics.json").is_file():
+        timer("pretrain", lambda: pretrain(pre, pre_dir, resume=True))
     label = f"injection-pretrained + fine-tuned ({n} folds)"
-    subs[label] = train_and_submit(ft, runs / "ft", work / "ft.csv", timer, "fine-tune")
+    subs[label] = train_and_submit(ft, ft_dir, work / f"{ft_dir.name}.csv", timer, "fine-tune")
     subs.update(baselines(data, cache, work, args.seed, timer, args.bank))
 
     table = [st.score(name, csv, data) for name, csv in subs.items()]
@@ -169,13 +171,15 @@ def main(argv=None) -> dict:
         "recipe": os.path.relpath(args.recipe, ROOT),
         "overrides": overrides,
         "pretrain_steps": args.pretrain_steps,
-        "pretrain": json.loads((runs / "pre" / "metrics.json").read_text()),
+        "pretrain": json.loads((pre_dir / "metrics.json").read_text()),
+        "runs": [str(plain_dir), str(pre_dir), str(ft_dir)],
         "fpr": st.FPR,
         "snr_bins": st.BIN_NAMES,
         "table": table,
         "goal": verdict,
         "seconds_wall": timer.wall,
         "seconds_cpu": timer.cpu,
+        "total_seconds": {"wall": sum(timer.wall.values()), "cpu": sum(timer.cpu.values())},
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
     }
     write_json(args.out, result)
