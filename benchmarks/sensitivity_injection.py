@@ -85,6 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="'default': " + " ".join(CPU_OVERRIDES) + "; 'none': the recipe as written",
     )
     p.add_argument("--bank", default=None, help="template bank .npz to reuse")
+    p.add_argument("--no-bank", action="store_true", help="leave the template bank row out")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", default=str(RESULTS / "sensitivity_injection.json"))
@@ -149,7 +150,7 @@ def main(argv=None) -> dict:
         timer("pretrain", lambda: pretrain(pre, pre_dir, resume=True))
     label = f"injection-pretrained + fine-tuned ({n} folds)"
     subs[label] = train_and_submit(ft, ft_dir, work / f"{ft_dir.name}.csv", timer, "fine-tune")
-    subs.update(baselines(data, cache, work, args.seed, timer, args.bank))
+    subs.update(baselines(data, cache, work, args.seed, timer, args.bank, not args.no_bank))
 
     table = [st.score(name, csv, data) for name, csv in subs.items()]
     order = {"oracle": 0, "template bank": 1}
