@@ -54,3 +54,15 @@ def test_union_fields_keep_the_type_given():
     assert Config().replace({"model.freeze": 2}).model.freeze == 2
     assert Config().replace(["model.freeze=2"]).model.freeze == 2
     assert Config().replace(["model.freeze=backbone"]).model.freeze == "backbone"
+
+
+def test_atomic_outputs_get_the_umask_mode(tmp_path):
+    import os
+
+    from g2res.utils import write_json
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    open(tmp_path / "b.txt", "w").close()
+    assert (
+        os.stat(tmp_path / "a.json").st_mode & 0o777 == os.stat(tmp_path / "b.txt").st_mode & 0o777
+    )

@@ -154,6 +154,19 @@ class BatchReader(Dataset):
         return torch.from_numpy(x), torch.from_numpy(np.asarray(y, dtype=np.float32))
 
 
+def ema_update(decay: float):
+    """``multi_avg_fn`` of an EMA of weights with warm-up: step n uses the decay
+    min(decay, (1 + n) / (10 + n)), so short runs are not stuck near their initial weights."""
+
+    @torch.no_grad()
+    def update(ema_params, params, num_averaged) -> None:
+        n = int(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+
+    return update
+
+
 def default_workers(requested: int | None) -> int:
     """DataLoader workers for ``train.num_workers`` (None: from the CPU count)."""
     if requested is not None:
@@ -316,13 +329,11 @@ class FoldTrainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.ema = None
         if tc.ema:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            from torch.optim.swa_utils import AveragedModel
 
             if not 0 < tc.ema < 1:
                 raise ValueError(f"train.ema={tc.ema}: an EMA decay is in (0, 1), e.g. 0.999")
-            self.ema = AveragedModel(
-                model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema), use_buffers=True
-            )
+            self.ema = AveragedModel(model, multi_avg_fn=ema_update(tc.ema), use_buffers=True)
         self.augment = Augment(cfg.augment, self.cache.sample_rate).to(self.device).train()
         self.injections = None
         inj = cfg.injection
