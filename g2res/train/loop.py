@@ -162,7 +162,12 @@ def ema_update(decay: float):
     def update(ema_params, params, num_averaged) -> None:
         n = int(num_averaged)
         d = min(decay, (1.0 + n) / (10.0 + n))
-        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+        floats = [(e, p) for e, p in zip(ema_params, params) if e.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([e for e, _ in floats], [p for _, p in floats], 1.0 - d)
+        for e, p in zip(ema_params, params):
+            if not e.is_floating_point():  # counters such as BatchNorm's batches seen
+                e.copy_(p)
 
     return update
 

@@ -175,10 +175,13 @@ class Task:
         out = out.reshape(out.shape[0], -1)
         y = torch.from_numpy(self.targets(labels, reg))
         m = {"val_loss": float(self.loss(torch.from_numpy(out.astype(np.float32)), y))}
+        preds = self.predictions(out)
         if self.detect:
             both = 0 < labels.sum() < labels.size
-            m["val_auc"] = float(roc_auc_score(labels, out[:, 0])) if both else math.nan
-        preds = self.predictions(out)
+            # On the probabilities written to oof.csv (float64): saturated ones tie there,
+            # and the best epoch must be the best of what is kept.
+            auc = roc_auc_score(labels, preds["prediction"]) if both else math.nan
+            m["val_auc"] = float(auc)
         r2s = []
         for k, name in enumerate(self.names):
             ok = np.isfinite(reg[:, k])
