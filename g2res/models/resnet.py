@@ -27,12 +27,86 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
 
 
-def _check_plain(name: str, residual: bool, downsample: nn.Module | None) -> None:
-    if not residual and downsample is not None:
-        raise ValueError(f"{name}: a plain block (residual=False) has no shortcut to downsample")
+def _shortcut2d(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(_conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
 
 
-class BasicBlock(nn.Module):
+class ResidualBlock(nn.Module):
+    """What every block (2D and 1D) shares: the skip path, or none (``residual=False``)."""
+
+    def _finish(self, residual: bool, downsample: nn.Module | None) -> None:
+        """Call at the end of ``__init__``, after the body's layers."""
+        if not residual and downsample is not None:
+            raise ValueError(
+                f"{type(self).__name__}: a plain block (residual=False) has no shortcut to "
+                "downsample"
+            )
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.residual = residual
+
+    def _merge(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """ReLU of the body's output ``out`` plus the block input ``x`` (projected by
+        ``downsample`` when the shapes differ); a plain block has no ``x`` term."""
+        if not self.residual:
+            return self.relu(out)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class ResNetBase(nn.Module):
+    """What the 2D and 1D ResNets share: stages of blocks, freezing views, features.
+
+    Subclasses build ``conv1``, ``bn1``, ``relu``, ``maxpool`` (the stem), then call
+    :meth:`_add_stages`, then :meth:`_finish`.
+    """
+
+    def _add_stages(self, block, layers, base_width: int, residual: bool, shortcut, **kw) -> int:
+        """``layer1..N`` of ``block``: stage ``i`` has width ``base_width * 2**i`` and stride
+        2 from the second stage on; ``shortcut(cin, cout, stride)`` projects the skip path
+        where the shape changes (never in plain networks). Returns the output channels."""
+        cin = base_width
+        for i, n_blocks in enumerate(layers):
+            width = base_width * 2**i
+            stride = 1 if i == 0 else 2
+            downsample = None
+            if residual and (stride != 1 or cin != width * block.expansion):
+                downsample = shortcut(cin, width * block.expansion, stride)
+            blocks = [block(cin, width, stride, downsample, residual=residual, **kw)]
+            cin = width * block.expansion
+            blocks += [block(cin, width, residual=residual, **kw) for _ in range(n_blocks - 1)]
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        return cin
+
+    def _finish(self, pool: str, drop_rate: float, pretrained) -> None:
+        self.global_pool = create_pool(pool, self.num_features)
+        self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        for m in self.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if pretrained is not None:
+            from g2res.models.pretrained import load_pretrained
+
+            load_pretrained(self, pretrained, first_conv="conv1")
+
+    @property
+    def stages(self) -> list[nn.Module]:
+        """``[stem, layer1, ..., layerN]``, input side first."""
+        stem = nn.ModuleList([self.conv1, self.bn1])  # a view, not registered
+        return [stem] + [getattr(self, f"layer{i + 1}") for i in range(len(self.layers))]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Input -> feature map ``(batch, num_features, ...)`` before pooling."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for i in range(len(self.layers)):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return x
+
+
+class BasicBlock(ResidualBlock):
     """Two 3x3 convolutions with a residual connection (ResNet18/34).
 
     ``residual=False`` makes the plain twin (He et al. 2016, Sec. 4.1): same body, no
@@ -50,25 +124,19 @@ class BasicBlock(nn.Module):
         residual: bool = True,
     ):
         super().__init__()
-        _check_plain(type(self).__name__, residual, downsample)
         self.conv1 = _conv3x3(cin, width, stride)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = _conv3x3(width, width)
         self.bn2 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.residual = residual
+        self._finish(residual, downsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        if not self.residual:
-            return self.relu(out)
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return self._merge(out, x)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
     """1x1 reduce, 3x3 (stride here, as torchvision's v1.5), 1x1 expand by 4 (ResNet50+).
 
     ``residual=False``: the plain twin, no skip path (and no ``downsample``).
@@ -85,28 +153,22 @@ class Bottleneck(nn.Module):
         residual: bool = True,
     ):
         super().__init__()
-        _check_plain(type(self).__name__, residual, downsample)
         self.conv1 = _conv1x1(cin, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = _conv3x3(width, width, stride)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = _conv1x1(width, width * self.expansion)
         self.bn3 = nn.BatchNorm2d(width * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.residual = residual
+        self._finish(residual, downsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        if not self.residual:
-            return self.relu(out)
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return self._merge(out, x)
 
 
-class ResNet(nn.Module):
+class ResNet(ResNetBase):
     """Generic 2D ResNet backbone: ``(batch, in_chans, H, W)`` -> ``(batch, num_features)``.
 
     Args:
@@ -155,46 +217,8 @@ class ResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(base_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if stem_pool else nn.Identity()
-        cin = base_width
-        for i, n_blocks in enumerate(layers):
-            width = base_width * 2**i
-            stride = 1 if i == 0 else 2
-            downsample = None
-            if residual and (stride != 1 or cin != width * block.expansion):
-                downsample = nn.Sequential(
-                    _conv1x1(cin, width * block.expansion, stride),
-                    nn.BatchNorm2d(width * block.expansion),
-                )
-            blocks = [block(cin, width, stride, downsample, residual=residual)]
-            cin = width * block.expansion
-            blocks += [block(cin, width, residual=residual) for _ in range(n_blocks - 1)]
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-        self.num_features = cin
-        self.global_pool = create_pool(pool, cin)
-        self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        if pretrained is not None:
-            from g2res.models.pretrained import load_pretrained
-
-            load_pretrained(self, pretrained, first_conv="conv1")
-
-    @property
-    def stages(self) -> list[nn.Module]:
-        """``[stem, layer1, ..., layerN]``, input side first."""
-        stem = nn.ModuleList([self.conv1, self.bn1])  # a view, not registered
-        return [stem] + [getattr(self, f"layer{i + 1}") for i in range(len(self.layers))]
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, in_chans, H, W)`` -> feature map ``(batch, num_features, H', W')``."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for i in range(len(self.layers)):
-            x = getattr(self, f"layer{i + 1}")(x)
-        return x
+        self.num_features = self._add_stages(block, layers, base_width, residual, _shortcut2d)
+        self._finish(pool, drop_rate, pretrained)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:

@@ -14,8 +14,8 @@ import os
 import torch
 from torch import nn
 
-from g2res.models.pooling import create_pool
 from g2res.models.registry import register_model
+from g2res.models.resnet import ResidualBlock, ResNetBase
 
 __all__ = ["BasicBlock1d", "Bottleneck1d", "ResNet1d"]
 
@@ -24,12 +24,11 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv1d:
     return nn.Conv1d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
 
 
-def _check_plain(name: str, residual: bool, downsample: nn.Module | None) -> None:
-    if not residual and downsample is not None:
-        raise ValueError(f"{name}: a plain block (residual=False) has no shortcut to downsample")
+def _shortcut1d(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(_conv(cin, cout, 1, stride), nn.BatchNorm1d(cout))
 
 
-class BasicBlock1d(nn.Module):
+class BasicBlock1d(ResidualBlock):
     """Two ``k``-tap convolutions with a residual connection.
 
     ``residual=False``: the plain twin, no skip path (and no ``downsample``).
@@ -47,25 +46,19 @@ class BasicBlock1d(nn.Module):
         residual: bool = True,
     ):
         super().__init__()
-        _check_plain(type(self).__name__, residual, downsample)
         self.conv1 = _conv(cin, width, k, stride)
         self.bn1 = nn.BatchNorm1d(width)
         self.conv2 = _conv(width, width, k)
         self.bn2 = nn.BatchNorm1d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.residual = residual
+        self._finish(residual, downsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        if not self.residual:
-            return self.relu(out)
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return self._merge(out, x)
 
 
-class Bottleneck1d(nn.Module):
+class Bottleneck1d(ResidualBlock):
     """1-tap reduce, ``k``-tap (strided), 1-tap expand by 4.
 
     ``residual=False``: the plain twin, no skip path (and no ``downsample``).
@@ -83,28 +76,22 @@ class Bottleneck1d(nn.Module):
         residual: bool = True,
     ):
         super().__init__()
-        _check_plain(type(self).__name__, residual, downsample)
         self.conv1 = _conv(cin, width, 1)
         self.bn1 = nn.BatchNorm1d(width)
         self.conv2 = _conv(width, width, k, stride)
         self.bn2 = nn.BatchNorm1d(width)
         self.conv3 = _conv(width, width * self.expansion, 1)
         self.bn3 = nn.BatchNorm1d(width * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-        self.residual = residual
+        self._finish(residual, downsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        if not self.residual:
-            return self.relu(out)
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return self._merge(out, x)
 
 
-class ResNet1d(nn.Module):
+class ResNet1d(ResNetBase):
     """Generic 1D ResNet backbone: ``(batch, in_chans, time)`` -> ``(batch, num_features)``.
 
     Args:
@@ -160,45 +147,10 @@ class ResNet1d(nn.Module):
         self.bn1 = nn.BatchNorm1d(base_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool1d(3, stride=2, padding=1) if stem_pool else nn.Identity()
-        cin = base_width
-        for i, n_blocks in enumerate(layers):
-            width = base_width * 2**i
-            stride = 1 if i == 0 else 2
-            downsample = None
-            if residual and (stride != 1 or cin != width * block.expansion):
-                downsample = nn.Sequential(
-                    _conv(cin, width * block.expansion, 1, stride),
-                    nn.BatchNorm1d(width * block.expansion),
-                )
-            blocks = [block(cin, width, stride, downsample, k=kernel_size, residual=residual)]
-            cin = width * block.expansion
-            blocks += [
-                block(cin, width, k=kernel_size, residual=residual) for _ in range(n_blocks - 1)
-            ]
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-        self.num_features = cin
-        self.global_pool = create_pool(pool, cin)
-        self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        for m in self.modules():
-            if isinstance(m, nn.Conv1d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        if pretrained is not None:
-            from g2res.models.pretrained import load_pretrained
-
-            load_pretrained(self, pretrained, first_conv="conv1")
-
-    @property
-    def stages(self) -> list[nn.Module]:
-        """``[stem, layer1, ..., layerN]``, input side first."""
-        stem = nn.ModuleList([self.conv1, self.bn1])  # a view, not registered
-        return [stem] + [getattr(self, f"layer{i + 1}") for i in range(len(self.layers))]
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, in_chans, time)`` -> ``(batch, num_features, time')``."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for i in range(len(self.layers)):
-            x = getattr(self, f"layer{i + 1}")(x)
-        return x
+        self.num_features = self._add_stages(
+            block, layers, base_width, residual, _shortcut1d, k=kernel_size
+        )
+        self._finish(pool, drop_rate, pretrained)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3:
