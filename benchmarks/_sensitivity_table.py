@@ -112,6 +112,22 @@ def beats(a: dict, b: dict) -> dict:
     return {"overall": compare(a["auc"], b["auc"]), "bins": bins, "every_bin": every}
 
 
+def result_fields(table: list[dict], verdict, timer: Timer) -> dict:
+    """The fields every sensitivity result JSON ends with: table, goal, times, machine."""
+    import platform
+
+    return {
+        "fpr": FPR,
+        "snr_bins": BIN_NAMES,
+        "table": table,
+        "goal": verdict,
+        "seconds_wall": timer.wall,
+        "seconds_cpu": timer.cpu,
+        "total_seconds": {"wall": sum(timer.wall.values()), "cpu": sum(timer.cpu.values())},
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+    }
+
+
 def format_table(table: list[dict]) -> str:
     """Plain-text table: AUC overall and per bin, efficiency at 1% FPR per bin, /oracle."""
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -213,14 +212,7 @@ def main(argv=None) -> dict:
         "recipe": os.path.relpath(args.recipe, ROOT),
         "overrides": overrides,
         "run": str(work / "runs" / run),
-        "fpr": st.FPR,
-        "snr_bins": st.BIN_NAMES,
-        "table": table,
-        "goal": verdict,
-        "seconds_wall": timer.wall,
-        "seconds_cpu": timer.cpu,
-        "total_seconds": {"wall": sum(timer.wall.values()), "cpu": sum(timer.cpu.values())},
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        **st.result_fields(table, verdict, timer),
     }
     write_json(args.out, result)
     st.plot(table, args.plot, title=f"{args.n_train} train / {args.n_test} test, {sim.approximant}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -174,14 +173,7 @@ def main(argv=None) -> dict:
         "pretrain_steps": args.pretrain_steps,
         "pretrain": json.loads((pre_dir / "metrics.json").read_text()),
         "runs": [str(plain_dir), str(pre_dir), str(ft_dir)],
-        "fpr": st.FPR,
-        "snr_bins": st.BIN_NAMES,
-        "table": table,
-        "goal": verdict,
-        "seconds_wall": timer.wall,
-        "seconds_cpu": timer.cpu,
-        "total_seconds": {"wall": sum(timer.wall.values()), "cpu": sum(timer.cpu.values())},
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        **st.result_fields(table, verdict, timer),
     }
     write_json(args.out, result)
     st.plot(table, args.plot, title="IMRPhenomD + O3low PSD data; pool IMRPhenomXPHM")
