@@ -756,8 +756,8 @@ def _add_scan(sub) -> None:
     )  # fmt: skip
     p.add_argument(
         "--merger-offset", type=float, default=d.merger_offset, metavar="S",
-        help="s into a window where the models expect the merger (the trigger's gps_time "
-        "is window start + this)",
+        help="earliest merger position (s into the window) the models fire for: a "
+        "trigger's gps_time is the start of its last firing window (the falling edge) + this",
     )  # fmt: skip
     p.add_argument(
         "--timeslides", type=int, default=0, metavar="K",

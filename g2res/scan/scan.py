@@ -17,14 +17,17 @@ or valid pieces shorter than one window) are reported.
 Clustering: windows are taken in order of decreasing score; each unclustered
 window claims every unclustered window whose start lies within
 ``cluster_window`` s (default: one window length) of its own. Every cluster is
-a trigger. Its GPS time comes from the cluster's rising edge: as windows slide
-forward the merger enters through the end of the window, so the first window
-whose score reaches half way from the cluster's lowest to its peak score
-(interpolated between it and the window before) has the merger at the latest
-position the model fires for, ``merger_offset`` s into the window (default 1.9 s,
-the end of the merger range G2Net-style training sets use). A model firing on a
-merger anywhere in the window gives a plateau about ``merger_offset`` s long, so
-the peak window itself says little about the time.
+a trigger. Its GPS time comes from the cluster's falling edge: as windows slide
+forward the merger leaves through the start of the window, and once it has left
+nothing of the signal remains (the ringdown lasts milliseconds), so the last window
+whose score is still half way from the cluster's lowest to its peak score
+(interpolated between it and the window after) has the merger at the earliest
+position the models fire for, ``merger_offset`` s into the window (default 0.1 s,
+where the conditioning's Tukey taper has faded the merger out). The rising edge is
+no clock: a loud signal's inspiral enters the window well before its merger and the
+models fire on it, earlier the louder the signal, and a model firing on a merger
+anywhere in the window gives a plateau nearly 2 s long, so the peak window itself
+says little about the time.
 
 Time slides: L1 is shifted by ``k * slide_step`` and V1 by ``2 k * slide_step``
 (circularly over the scanned grid, ``slide_step`` far above the 27-ms light
@@ -102,7 +105,7 @@ class ScanSettings:
     stride: float = 0.25  # between window starts
     psd_length: float = 64.0  # Welch stretch per PSD block
     cluster_window: float = 2.0  # windows starting closer than this join one trigger
-    merger_offset: float = 1.9  # latest merger position in the window the models fire for
+    merger_offset: float = 0.1  # earliest merger position in the window the models fire for
     batch_size: int = 256  # windows per scoring batch
     window_duration: float = N_SAMPLES / SAMPLE_RATE
 
@@ -322,12 +325,12 @@ def cluster_windows(
     window_start: np.ndarray,
     scores: np.ndarray,
     cluster_window: float = 2.0,
-    merger_offset: float = 1.9,
+    merger_offset: float = 0.1,
     window_duration: float = N_SAMPLES / SAMPLE_RATE,
 ) -> pd.DataFrame:
     """Cluster windows into triggers (see the module notes), loudest first.
 
-    Returns columns ``gps_time`` (s, from the rising edge), ``score`` (peak),
+    Returns columns ``gps_time`` (s, from the falling edge), ``score`` (peak),
     ``window_start``/``window_end`` (GPS s of the peak window), ``n_windows``.
     """
     t = np.asarray(window_start, dtype=np.float64)
@@ -342,13 +345,14 @@ def cluster_windows(
         members = np.flatnonzero(~taken & (np.abs(t - t[i]) <= cluster_window + 1e-9))
         taken[members] = True
         level = s[members].min() + 0.5 * (s[i] - s[members].min())
-        # Walk back from the peak through neighbouring windows still above the level.
+        # Walk forward from the peak through neighbouring windows still above the level.
         j, k = i, int(np.searchsorted(members, i))
-        while k > 0 and members[k - 1] == j - 1 and s[j - 1] >= level:
-            j, k = j - 1, k - 1
+        last = members.size - 1
+        while k < last and members[k + 1] == j + 1 and s[j + 1] >= level:
+            j, k = j + 1, k + 1
         edge = t[j]
-        if k > 0 and members[k - 1] == j - 1 and s[j] > s[j - 1]:
-            edge = t[j - 1] + (level - s[j - 1]) / (s[j] - s[j - 1]) * (t[j] - t[j - 1])
+        if k < last and members[k + 1] == j + 1 and s[j] > s[j + 1]:
+            edge = t[j] + (s[j] - level) / (s[j] - s[j + 1]) * (t[j + 1] - t[j])
         rows.append(
             {
                 "gps_time": float(edge + merger_offset),

@@ -25,7 +25,7 @@ from g2res.scan import (
 )
 from g2res.signal.reference import welch_reference, whiten_reference
 
-OFFSET = SCORE_BAND[1]  # latest merger position the excess-power scorer fires for
+OFFSET = SCORE_BAND[0]  # earliest merger position the excess-power scorer fires for
 
 
 def test_windows_cover_segments_and_blocks_split_evenly():
@@ -131,12 +131,14 @@ def test_clusters_partition_windows_loudest_first(rng):
     assert triggers["score"].iloc[0] == s.max()
     peaks = np.sort(triggers["window_start"].to_numpy())
     assert np.all(np.diff(peaks) > 1.0)  # a louder window absorbs everything within 1 s
-    # A flat-topped bump: the time is the half-height crossing of its rising edge + offset.
+    # A flat-topped bump on a slow rise (a loud inspiral): the time is the half-height
+    # crossing of its falling edge + offset, whatever the rise does.
     s = np.zeros(40)
+    s[6:10] = [0.3, 0.6, 0.8, 0.9]
     s[10:15] = 1.0
-    s[9] = 0.25
+    s[15] = 0.25
     top = cluster_windows(np.arange(40) * 0.25, s, 2.0, merger_offset=1.0).iloc[0]
-    assert top["gps_time"] == pytest.approx(9 * 0.25 + (0.5 - 0.25) / 0.75 * 0.25 + 1.0)
+    assert top["gps_time"] == pytest.approx(14 * 0.25 + (1.0 - 0.5) / 0.75 * 0.25 + 1.0)
     assert top["window_start"] == 10 * 0.25 and top["n_windows"] == 17
 
 
