@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -198,3 +199,38 @@ def test_mix_mode_and_fine_tuning_from_a_checkpoint(tiny_cache, pool, tmp_path):
     for key in weights:
         torch.testing.assert_close(tuned[key], start[key], rtol=0, atol=1e-6)
     assert any(not torch.allclose(fresh[k], start[k]) for k in weights)
+
+
+@pytest.mark.slow
+def test_cv_train_mix_learns_from_injections_in_the_folds_own_noise(tiny_cache, pool, tmp_path):
+    """cv-train with injection.mode=mix: the injected samples borrow noise from the fold's
+    training rows only, and with every sample injected (mix_fraction 1: the cache's
+    labels never reach the loss) the folds still detect the labelled signals."""
+    needs_build_model()
+    from sklearn.metrics import roc_auc_score
+
+    from g2res.train.cv import cv_train
+    from g2res.train.loop import FoldTrainer
+
+    cfg = recipe(tiny_cache, pool, mode="mix", mix_fraction=1.0, snr=[8.0, 20.0])
+    cfg = cfg.replace({"cv.folds": 2, "train.epochs": 4, "train.lr": 2e-3,
+                       "train.warmup_epochs": 0.5})  # fmt: skip
+    cache = Cache(tiny_cache)
+    rows = np.arange(len(cache.labels("train")))
+    train_rows, val_rows = rows[rows % 2 == 0], rows[rows % 2 == 1]
+    trainer = FoldTrainer(cfg, cache, train_rows, val_rows, 0, tmp_path / "fold",
+                          torch.device("cpu"), progress=False)  # fmt: skip
+    trainer._build()
+    noise_rows = trainer.injections.noise.indices
+    assert set(noise_rows) <= set(train_rows) and not set(noise_rows) & set(val_rows)
+    assert np.all(cache.labels("train")[noise_rows] == 0)
+
+    metrics = cv_train(cfg, tmp_path / "run", progress=False, log=None)
+    oof = pd.read_csv(tmp_path / "run" / "oof.csv")
+    assert metrics["auc"] == pytest.approx(roc_auc_score(oof["target"], oof["prediction"]))
+    assert metrics["auc"] > 0.75, metrics["folds"]
+
+    with pytest.raises(ValueError, match="classification"):
+        reg = cfg.replace({"task": "regression", "targets": ["network_snr"]})
+        FoldTrainer(reg, cache, train_rows, val_rows, 0, tmp_path / "reg", torch.device("cpu"),
+                    progress=False)._build()  # fmt: skip
