@@ -324,9 +324,9 @@ def scan_strain(
 def cluster_windows(
     window_start: np.ndarray,
     scores: np.ndarray,
-    cluster_window: float = 2.0,
-    merger_offset: float = 0.1,
-    window_duration: float = N_SAMPLES / SAMPLE_RATE,
+    cluster_window: float = ScanSettings.cluster_window,
+    merger_offset: float = ScanSettings.merger_offset,
+    window_duration: float = ScanSettings.window_duration,
 ) -> pd.DataFrame:
     """Cluster windows into triggers (see the module notes), loudest first.
 
