@@ -230,7 +230,7 @@ def test_cv_train_mix_learns_from_injections_in_the_folds_own_noise(tiny_cache, 
     assert metrics["auc"] == pytest.approx(roc_auc_score(oof["target"], oof["prediction"]))
     assert metrics["auc"] > 0.75, metrics["folds"]
 
+    reg = cfg.replace({"task": "regression", "targets": ["network_snr"]})
     with pytest.raises(ValueError, match="classification"):
-        reg = cfg.replace({"task": "regression", "targets": ["network_snr"]})
         FoldTrainer(reg, cache, train_rows, val_rows, 0, tmp_path / "reg", torch.device("cpu"),
                     progress=False)._build()  # fmt: skip
