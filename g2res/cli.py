@@ -448,7 +448,7 @@ def _run_run(args) -> int:
 
 # ---------------------------------------------------------------------------- waveforms
 def _add_waveforms(sub) -> None:
-    from g2res.data.pool import PoolConfig
+    from g2res.data.pool import MASS_PRIORS, PoolConfig
 
     d = PoolConfig()
     p = sub.add_parser(
@@ -457,7 +457,7 @@ def _add_waveforms(sub) -> None:
         help="make a pool of BBH waveforms for on-the-fly injection",
         description=(
             "Generate h+ and hx of N binary black holes (lalsimulation) drawn from wide\n"
-            "priors (masses uniform in --mass-range, isotropic spins, isotropic orientation),\n"
+            "priors (masses log-uniform in --mass-range, isotropic spins and orientation),\n"
             "float32 and memory-mapped, peak at a fixed sample. Sky position, polarisation,\n"
             "merger time and SNR are drawn at training time (injection: in a recipe).\n"
             "Reproducible for a seed whatever --workers; an interrupted run resumes."
@@ -472,7 +472,14 @@ def _add_waveforms(sub) -> None:
         nargs=2,
         metavar=("MIN", "MAX"),
         default=list(d.mass_range),
-        help="solar masses, detector-frame component masses (uniform)",
+        help="solar masses, detector-frame component masses",
+    )
+    p.add_argument(
+        "--mass-prior",
+        choices=MASS_PRIORS,
+        default=d.mass_prior,
+        help="prior of each component mass in --mass-range (log-uniform gives light,\n"
+        "long signals, the hard ones, a fair share of training)",
     )
     p.add_argument("--spin-max", type=float, default=d.spin_max, help="largest spin magnitude")
     p.add_argument(
@@ -494,6 +501,7 @@ def _run_waveforms(args) -> int:
         n=args.n,
         approximant=args.approximant,
         mass_range=tuple(args.mass_range),
+        mass_prior=args.mass_prior,
         spin_max=args.spin_max,
         pre_merger=args.pre_merger,
         post_merger=args.post_merger,

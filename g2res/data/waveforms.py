@@ -8,9 +8,9 @@ Conventions
 - Masses are detector-frame solar masses (no cosmology: the distance is only the
   scale that gives the drawn SNR, in Mpc).
 - Priors (:func:`draw_parameters`): component masses independently uniform in
-  ``mass_range`` (then ordered m1 >= m2); spins isotropic in direction with
-  magnitude uniform in [0, ``spin_max``] (for non-precessing approximants only the
-  z components are kept); sky isotropic (ra uniform, sin(dec) uniform); cos(inclination)
+  ``mass_range`` (or log-uniform, ``mass_prior="loguniform"``), then ordered
+  m1 >= m2; spins isotropic in direction with magnitude uniform in [0, ``spin_max``]
+  (for non-precessing approximants only the z components are kept); sky isotropic (ra uniform, sin(dec) uniform); cos(inclination)
   uniform in [-1, 1]; polarisation uniform in [0, pi); phase uniform in [0, 2 pi);
   merger time uniform in ``merger_window``; network SNR uniform in ``snr_range``.
 - Antenna patterns use the Greenwich sidereal time of ``GPS_REFERENCE`` + merger time;
@@ -96,9 +96,18 @@ def draw_parameters(
     snr_range: tuple[float, float] = (4.0, 16.0),
     precessing: bool = True,
     spin_max: float = SPIN_MAX,
+    mass_prior: str = "uniform",
 ) -> BBHParameters:
-    """Draw one injection from the priors in the module docstring (always 17 draws)."""
-    m_a, m_b = rng.uniform(mass_range[0], mass_range[1], size=2)
+    """Draw one injection from the priors in the module docstring (always 17 draws).
+
+    ``mass_prior``: ``uniform`` or ``loguniform`` component masses in ``mass_range``.
+    """
+    if mass_prior == "uniform":
+        m_a, m_b = rng.uniform(mass_range[0], mass_range[1], size=2)
+    elif mass_prior == "loguniform":
+        m_a, m_b = np.exp(rng.uniform(np.log(mass_range[0]), np.log(mass_range[1]), size=2))
+    else:
+        raise ValueError(f"mass_prior {mass_prior!r}: use 'uniform' or 'loguniform'")
     s1 = _isotropic_spin(rng, spin_max)
     s2 = _isotropic_spin(rng, spin_max)
     if not precessing:

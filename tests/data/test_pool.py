@@ -78,6 +78,7 @@ def test_pool_priors_are_the_documented_ones(tmp_path):
     manifest = json.loads((pool.path / "manifest.json").read_text())
     assert manifest["priors"]["precessing"] is True
     assert manifest["priors"]["mass_range"] == [8.0, 30.0]
+    assert manifest["priors"]["mass_prior"] == "loguniform"
 
 
 def test_interrupted_pool_resumes_to_the_same_bytes(small_pool, tmp_path, monkeypatch):
@@ -118,6 +119,8 @@ def test_pool_refuses_foreign_files_and_bad_settings(tmp_path):
         make_pool(tmp_path / "x", PoolConfig(n=2, approximant="NoSuchWave"), progress=False)
     with pytest.raises(ValueError, match="mass_range"):
         make_pool(tmp_path / "x", PoolConfig(n=2, mass_range=(10, 5)), progress=False)
+    with pytest.raises(ValueError, match="mass_prior"):
+        make_pool(tmp_path / "x", PoolConfig(n=2, mass_prior="flat"), progress=False)
     with pytest.raises(PoolError, match="not a waveform pool"):
         WaveformPool(tmp_path / "nothing")
 
@@ -139,8 +142,9 @@ def test_waveforms_cli(tmp_path):
 
     out = tmp_path / "cli"
     argv = ["waveforms", "--n", "3", "--out", str(out), "--seed", "2", "-q"]
-    assert main([*argv, "--mass-range", "10", "20"]) == 0
+    assert main([*argv, "--mass-range", "10", "20", "--mass-prior", "uniform"]) == 0
     pool = WaveformPool(out)
     assert len(pool) == 3 and pool.manifest["seed"] == 2
+    assert pool.manifest["priors"]["mass_prior"] == "uniform"
     assert pool.params.mass1.between(10, 20).all()
     assert main([*argv, "--mass-range", "10", "20"]) != 0  # exists: needs --force

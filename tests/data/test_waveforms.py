@@ -111,6 +111,26 @@ def test_priors(rng):
     assert aligned.spin1x == aligned.spin1y == aligned.spin2x == aligned.spin2y == 0.0
 
 
+def test_loguniform_mass_prior(rng):
+    """log m of the heavier / lighter component follow the max / min of two uniforms in
+    [log 5, log 100]; the rest of the draws line up with the uniform prior's."""
+    lo, hi = 5.0, 100.0
+    draws = [draw_parameters(rng, (lo, hi), mass_prior="loguniform") for _ in range(2000)]
+    m1 = np.array([p.mass1 for p in draws])
+    m2 = np.array([p.mass2 for p in draws])
+    assert np.all(m1 >= m2) and m2.min() >= lo and m1.max() <= hi
+    u1, u2 = ((np.log(m) - np.log(lo)) / np.log(hi / lo) for m in (m1, m2))
+    assert kstest(u1, lambda u: u**2).pvalue > 1e-3
+    assert kstest(u2, lambda u: 1 - (1 - u) ** 2).pvalue > 1e-3
+    # A flat prior puts the median total mass near 105 Msun; log-uniform near 57.
+    assert 50 < np.median(m1 + m2) < 65
+    a = draw_parameters(np.random.default_rng(3), (lo, hi), mass_prior="loguniform")
+    b = draw_parameters(np.random.default_rng(3), (lo, hi))
+    assert a.inclination == b.inclination and a.snr == b.snr  # same number of draws
+    with pytest.raises(ValueError, match="mass_prior"):
+        draw_parameters(rng, mass_prior="flat")
+
+
 def test_precession_support():
     assert is_precessing("IMRPhenomXPHM") and not is_precessing("IMRPhenomD")
     with pytest.raises(ValueError, match="unknown lalsimulation approximant 'NoSuchWave'"):
