@@ -10,9 +10,10 @@ Conventions
 - Priors (:func:`draw_parameters`): component masses independently uniform in
   ``mass_range`` (or log-uniform, ``mass_prior="loguniform"``), then ordered
   m1 >= m2; spins isotropic in direction with magnitude uniform in [0, ``spin_max``]
-  (for non-precessing approximants only the z components are kept); sky isotropic (ra uniform, sin(dec) uniform); cos(inclination)
-  uniform in [-1, 1]; polarisation uniform in [0, pi); phase uniform in [0, 2 pi);
-  merger time uniform in ``merger_window``; network SNR uniform in ``snr_range``.
+  (for non-precessing approximants only the z components are kept); sky isotropic
+  (ra uniform, sin(dec) uniform); cos(inclination) uniform in [-1, 1]; polarisation
+  uniform in [0, pi); phase uniform in [0, 2 pi); merger time uniform in
+  ``merger_window``; network SNR uniform in ``snr_range``.
 - Antenna patterns use the Greenwich sidereal time of ``GPS_REFERENCE`` + merger time;
   ra uniform makes the sky isotropic in the Earth frame regardless of that choice.
 """
