@@ -212,7 +212,11 @@ def _add_preprocess(sub) -> None:
         help="Butterworth order of the zero-phase bandpass",
     )
     p.add_argument(
-        "--window-alpha", type=float, default=d.window_alpha, help="Tukey taper shape parameter"
+        "--window-alpha",
+        type=float,
+        default=d.window_alpha,
+        help="Tukey taper shape parameter: the fraction of the window in the two ramps\n"
+        "(0.1: 0.1 s each side of 2 s, mergers up to 1.9 s keep full amplitude)",
     )
     p.add_argument("--dtype", default=d.dtype, choices=["float32", "float16"], help="cache dtype")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per batch")

@@ -79,7 +79,7 @@ class Conditioning:
     fmax: float = 500.0  # Hz
     filter_order: int = 8
     window: str = "tukey"
-    window_alpha: float = 0.2
+    window_alpha: float = 0.1
     psd_segment: float = 0.5  # s, Welch segment
     psd_overlap: float = 0.5  # fraction
     psd_window: str = "hann"

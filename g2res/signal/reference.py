@@ -46,7 +46,7 @@ def whiten_reference(
     frequencies,
     psd,
     sample_rate,
-    window_alpha=0.2,
+    window_alpha=0.1,
     fmin=None,
     fmax=None,
     order=8,

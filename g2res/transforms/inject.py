@@ -224,7 +224,7 @@ class SignalInjector(nn.Module):
         fmax: float | None = 500.0,
         order: int = 8,
         window: str = "tukey",
-        window_alpha: float = 0.2,
+        window_alpha: float = 0.1,
         sample_rate: float = SAMPLE_RATE,
         n_time: int = N_SAMPLES,
         detectors: Sequence[str] = DETECTORS,
@@ -452,7 +452,7 @@ class InjectionBatches:
             self.pool.valid_before_merger, merger_window,
             fmin=settings.get("fmin", 20.0), fmax=settings.get("fmax", 500.0),
             order=settings.get("filter_order", 8), window=settings.get("window", "tukey"),
-            window_alpha=settings.get("window_alpha", 0.2),
+            window_alpha=settings.get("window_alpha", 0.1),
             sample_rate=self.cache.sample_rate, n_time=n_time,
         ).to(self.device)  # fmt: skip
         if noise == "cache":

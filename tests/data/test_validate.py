@@ -153,13 +153,14 @@ def test_skip_bad_drops_and_reports(dataset, tmp_path, capsys):
     with open(out / "bad_files.csv") as fh:
         assert len(list(csv.DictReader(fh))) == len(expected)
     # Bad rows are dropped from their chunks: every kept row is its own file, conditioned.
+    d = PreprocessConfig()
     with np.load(out / "psd.npz") as z:
         f, psd = z["frequencies"], z["psd"]
     for split, ids in (("train", kept), ("test", test[1:])):
         cached = np.load(out / f"{split}.npy")
         for row, sample_id in enumerate(ids):
             raw = np.load(sample_path(root, split, sample_id))
-            ref = whiten_reference(raw, f, psd, FS, 0.2, 20.0, 500.0, 8)
+            ref = whiten_reference(raw, f, psd, FS, d.window_alpha, d.fmin, d.fmax, d.filter_order)
             assert np.abs(cached[row] - ref).max() < 1e-4 * np.abs(ref).max(), (split, row)
 
 

@@ -108,7 +108,7 @@ def test_injected_snr_is_the_requested_one(pool, batches, rng):
 
     strain, _ = inj.project(waves, draws["ra"], draws["dec"], draws["psi"], draws["merger_time"])
     psd = interpolate_psd(cache.psd["frequencies"], cache.psd["psd"], 4096, FS).numpy()
-    taper = window_array("tukey", 4096, 0.2)
+    taper = window_array("tukey", 4096, cache.manifest["settings"]["window_alpha"])
     raw = optimal_snr(strain.double().numpy() * taper, psd, FS, fmin=20.0, fmax=500.0)
     unit = inj.conditioner(strain).double().square().sum(-1).sqrt().numpy()
     np.testing.assert_allclose(unit, raw, rtol=0.03)
