@@ -13,7 +13,7 @@ from g2res.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "pipelines" / "quickstart.yaml"
-SMALL = ["simulate.n_train=160", "simulate.n_test=60", "simulate.snr=[12,20]", "train.epochs=2",
+SMALL = ["simulate.n_train=240", "simulate.n_test=100", "simulate.snr=[12,20]", "train.epochs=3",
          "cv.folds=2", "model.backbone.base_width=8"]  # fmt: skip
 
 
