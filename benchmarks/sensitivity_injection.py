@@ -4,8 +4,8 @@
 The data set is simulated with an aligned-spin approximant (IMRPhenomD) and a PSD file
 (aLIGO/AdV O3low curves, LIGO-T1800545; L1 scaled by 1.3) while the pool keeps its
 defaults (IMRPhenomXPHM, precessing, 5-100 Msun log-uniform) and the injections are
-whitened with the PSD the cache estimated. Steps (each reused when its output exists in WORKDIR; an
-interrupted cv-train or pretrain resumes):
+whitened with the PSD the cache estimated. Steps (each reused when its output exists in
+WORKDIR; an interrupted cv-train or pretrain resumes):
 
 1. simulate -> data/, preprocess -> cache/, g2res waveforms -> pool/ (or --pool);
 2. plain: cv-train of the recipe with injection.mode=off from random weights ->

@@ -452,7 +452,8 @@ def _run_run(args) -> int:
 
 # ---------------------------------------------------------------------------- waveforms
 def _add_waveforms(sub) -> None:
-    from g2res.data.pool import MASS_PRIORS, PoolConfig
+    from g2res.data.pool import PoolConfig
+    from g2res.data.waveforms import MASS_PRIORS
 
     d = PoolConfig()
     p = sub.add_parser(

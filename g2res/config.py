@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from g2res import TAPER_ALPHA
+
 
 @dataclass
 class SimulateConfig:
@@ -53,9 +55,7 @@ class PreprocessConfig:
     # ~1.7% scatter per 2-Hz bin (0.8% in the whitening ASD); more only costs time.
     psd_max_samples: int = 1024
     window: str = "tukey"  # taper applied before whitening
-    # Tukey shape parameter: 0.1 = 0.1-s ramps on a 2-s window, so mergers up to 1.9 s
-    # keep their full amplitude (0.2 cut a merger at 1.9 s to ~60% of its SNR).
-    window_alpha: float = 0.1
+    window_alpha: float = TAPER_ALPHA  # Tukey shape parameter (see g2res.TAPER_ALPHA)
     fmin: float = 20.0  # Hz, bandpass low edge
     fmax: float = 500.0  # Hz, bandpass high edge
     filter_order: int = 8  # Butterworth order of the zero-phase bandpass

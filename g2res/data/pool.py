@@ -54,6 +54,7 @@ import pandas as pd
 from g2res import __version__
 from g2res.data.waveforms import (
     F_LOWER,
+    MASS_PRIORS,
     REFERENCE_DISTANCE,
     SPIN_MAX,
     _approximant,
@@ -68,7 +69,6 @@ MANIFEST = "manifest.json"
 ARRAY = "polarizations.npy"
 PARAMS = "params.csv"
 PARTIAL = ".partial"
-MASS_PRIORS = ("loguniform", "uniform")
 STATE = "state.json"
 MAX_ATTEMPTS = 20  # redraws when lalsimulation rejects a parameter set
 PARAM_COLUMNS = [

@@ -30,6 +30,7 @@ GPS_REFERENCE = 1238166018.0  # s, start of O3; the window starts at this GPS ti
 F_LOWER = 20.0  # Hz, lowest frequency of the dominant mode (spins are defined there too)
 SNR_FMIN = 20.0  # Hz, lower edge of the optimal-SNR integral
 SPIN_MAX = 0.99
+MASS_PRIORS = ("loguniform", "uniform")  # component-mass priors of draw_parameters
 REFERENCE_DISTANCE = 100.0  # Mpc, distance at which waveforms are generated before scaling
 PAD = 1.0  # s, generated beyond each side of the window (tapered there, never inside)
 
@@ -103,12 +104,12 @@ def draw_parameters(
 
     ``mass_prior``: ``uniform`` or ``loguniform`` component masses in ``mass_range``.
     """
+    if mass_prior not in MASS_PRIORS:
+        raise ValueError(f"mass_prior {mass_prior!r}: use one of {', '.join(MASS_PRIORS)}")
     if mass_prior == "uniform":
         m_a, m_b = rng.uniform(mass_range[0], mass_range[1], size=2)
-    elif mass_prior == "loguniform":
-        m_a, m_b = np.exp(rng.uniform(np.log(mass_range[0]), np.log(mass_range[1]), size=2))
     else:
-        raise ValueError(f"mass_prior {mass_prior!r}: use 'uniform' or 'loguniform'")
+        m_a, m_b = np.exp(rng.uniform(np.log(mass_range[0]), np.log(mass_range[1]), size=2))
     s1 = _isotropic_spin(rng, spin_max)
     s2 = _isotropic_spin(rng, spin_max)
     if not precessing:

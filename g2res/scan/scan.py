@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from g2res import N_SAMPLES, SAMPLE_RATE
+from g2res import N_SAMPLES, SAMPLE_RATE, TAPER_ALPHA
 from g2res.scan.strain import Strain, invalid_stretches, valid_segments
 from g2res.signal import WhitenBandpass, welch
 
@@ -79,7 +79,7 @@ class Conditioning:
     fmax: float = 500.0  # Hz
     filter_order: int = 8
     window: str = "tukey"
-    window_alpha: float = 0.1
+    window_alpha: float = TAPER_ALPHA
     psd_segment: float = 0.5  # s, Welch segment
     psd_overlap: float = 0.5  # fraction
     psd_window: str = "hann"

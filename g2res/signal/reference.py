@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.signal
 
+from g2res import TAPER_ALPHA
+
 
 def welch_reference(
     x, sample_rate, segment_duration=0.5, overlap=0.5, window="hann", average="median"
@@ -46,7 +48,7 @@ def whiten_reference(
     frequencies,
     psd,
     sample_rate,
-    window_alpha=0.1,
+    window_alpha=TAPER_ALPHA,
     fmin=None,
     fmax=None,
     order=8,

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from g2res import TAPER_ALPHA
 from g2res.signal.filters import _check_nyquist, _real_dtype, butterworth_response
 from g2res.signal.psd import load_psd
 from g2res.signal.windows import get_window
@@ -150,7 +151,7 @@ def whiten(
     psd,
     sample_rate: float,
     window: str = "tukey",
-    window_alpha: float = 0.1,
+    window_alpha: float = TAPER_ALPHA,
     fmin: float | None = None,
     fmax: float | None = None,
     order: int = 8,
@@ -194,7 +195,7 @@ class Whiten(nn.Module):
         sample_rate: float,
         n_time: int,
         window: str = "tukey",
-        window_alpha: float = 0.1,
+        window_alpha: float = TAPER_ALPHA,
         method: str = "linear",
         fduration: float | None = None,
         *,
@@ -252,7 +253,7 @@ class WhitenBandpass(Whiten):
         fmax: float | None = 500.0,
         order: int = 8,
         window: str = "tukey",
-        window_alpha: float = 0.1,
+        window_alpha: float = TAPER_ALPHA,
         method: str = "linear",
         fduration: float | None = None,
     ):

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from g2res import DETECTORS, N_SAMPLES, SAMPLE_RATE
+from g2res import DETECTORS, N_SAMPLES, SAMPLE_RATE, TAPER_ALPHA
 from g2res.signal import WhitenBandpass, interpolate_psd
 
 __all__ = [
@@ -224,7 +224,7 @@ class SignalInjector(nn.Module):
         fmax: float | None = 500.0,
         order: int = 8,
         window: str = "tukey",
-        window_alpha: float = 0.1,
+        window_alpha: float = TAPER_ALPHA,
         sample_rate: float = SAMPLE_RATE,
         n_time: int = N_SAMPLES,
         detectors: Sequence[str] = DETECTORS,
@@ -452,7 +452,7 @@ class InjectionBatches:
             self.pool.valid_before_merger, merger_window,
             fmin=settings.get("fmin", 20.0), fmax=settings.get("fmax", 500.0),
             order=settings.get("filter_order", 8), window=settings.get("window", "tukey"),
-            window_alpha=settings.get("window_alpha", 0.1),
+            window_alpha=settings.get("window_alpha", TAPER_ALPHA),
             sample_rate=self.cache.sample_rate, n_time=n_time,
         ).to(self.device)  # fmt: skip
         if noise == "cache":

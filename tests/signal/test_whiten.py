@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from g2res import TAPER_ALPHA
 from g2res.signal import (
     Bandpass,
     Whiten,
@@ -85,7 +86,7 @@ def test_injection_snr(noise_and_psd):
 def test_matches_numpy_reference(noise_and_psd, band):
     x, f, psd = noise_and_psd
     sample = x[0] + np.tile(sine_gaussian(), (3, 1))
-    ref = whiten_reference(sample, f, psd, FS, 0.1, *band)  # whiten()'s default taper
+    ref = whiten_reference(sample, f, psd, FS, TAPER_ALPHA, *band)  # whiten()'s default
     ours = whiten(torch.from_numpy(sample[None]), f, psd, FS, fmin=band[0], fmax=band[1])[0]
     assert np.abs(ours.numpy() - ref).max() < 1e-10 * np.abs(ref).max()
 
