@@ -143,8 +143,16 @@ def baselines(
     return out
 
 
-def report(table: list[dict], model: str, baseline: str = "template bank") -> dict:
-    """Print the table and the goals; returns the verdict."""
+def report(
+    table: list[dict],
+    model: str,
+    baseline: str = "template bank",
+    subs: dict | None = None,
+    data: Path | None = None,
+) -> dict:
+    """Print the table and the goals; returns the verdict. With the submissions ``subs``
+    (method -> CSV) and the data set ``data``, also the paired bootstrap intervals of the
+    model-minus-baseline AUC differences (:func:`_sensitivity_table.paired_bins`)."""
     oracle_auc = st.add_ratios(table)
     print()
     print(st.format_table(table))
@@ -165,6 +173,11 @@ def report(table: list[dict], model: str, baseline: str = "template bank") -> di
         verdict["beats_bank"] = b
         bins = ", ".join(f"{k}: {v}" for k, v in b["bins"].items())
         print(f"{model} vs {baseline}: AUC overall {b['overall']}; per SNR bin {bins}")
+        if subs and data is not None:
+            paired = st.paired_bins(subs[model], subs[baseline], data)
+            verdict["paired_vs_bank"] = paired
+            print(f"AUC difference ({model} - {baseline}), 95% paired bootstrap interval:")
+            print(st.format_paired(paired))
     return verdict
 
 
@@ -197,7 +210,7 @@ def main(argv=None) -> dict:
     table = [st.score(name, csv, data) for name, csv in subs.items()]
     order = {"oracle": 0, "template bank": 1}
     table.sort(key=lambda r: order.get(r["method"], 2))
-    verdict = report(table, label)
+    verdict = report(table, label, subs=subs, data=data)
     print(f"\nsteps (wall s): {timer.wall}\nsteps (CPU s):  {timer.cpu}")
     result = {
         "benchmark": "sensitivity",

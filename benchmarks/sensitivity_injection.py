@@ -154,7 +154,7 @@ def main(argv=None) -> dict:
     table = [st.score(name, csv, data) for name, csv in subs.items()]
     order = {"oracle": 0, "template bank": 1}
     table.sort(key=lambda r: order.get(r["method"], 2))
-    verdict = report(table, label)
+    verdict = report(table, label, subs=subs, data=data)
     print(f"\nsteps (wall s): {timer.wall}\nsteps (CPU s):  {timer.cpu}")
     manifest = json.loads((pool / "manifest.json").read_text())
     result = {

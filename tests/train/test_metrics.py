@@ -9,6 +9,7 @@ from g2res.train.metrics import (
     auc_by_snr,
     classification_metrics,
     efficiency_vs_snr,
+    paired_auc_difference,
     threshold_at_fpr,
 )
 
@@ -73,3 +74,63 @@ def test_efficiency_rises_with_snr(detector):
         assert got == pytest.approx(norm.sf(z - 0.35 * s).mean(), abs=0.06)
     auc = auc_by_snr(y, p, snr, bins=(4, 8, 12, 16, 20))["auc"].to_numpy()
     assert np.all(np.diff(auc) > 0)
+
+
+def _two_detectors(rng, n=600, gain_a=0.35, gain_b=0.35):
+    """Two detectors seeing the same noise realisation (shared term) plus their own."""
+    y = (rng.uniform(size=n) < 0.3).astype(int)
+    snr = np.where(y == 1, rng.uniform(4, 12, n), 0.0)
+    shared = rng.normal(size=n)
+    a = 0.8 * shared + 0.6 * rng.normal(size=n) + gain_a * snr
+    b = 0.8 * shared + 0.6 * rng.normal(size=n) + gain_b * snr
+    return y, a, b
+
+
+def test_paired_auc_difference_finds_a_better_detector(rng):
+    y, a, b = _two_detectors(rng, gain_a=0.45, gain_b=0.30)
+    d = paired_auc_difference(y, a, b, n_boot=500)
+    assert d["auc_a"] == pytest.approx(roc_auc_score(y, a))
+    assert d["diff"] == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b))
+    assert 0 < d["low"] < d["diff"] < d["high"]
+    assert (d["low"] + d["high"]) / 2 == pytest.approx(d["diff"], abs=0.2 * (d["high"] - d["low"]))
+    assert d["p_a_better"] > 0.975
+    swapped = paired_auc_difference(y, b, a, n_boot=500)
+    assert swapped["high"] < 0 and swapped["p_a_better"] < 0.025
+
+
+def test_paired_auc_difference_interval_has_the_spread_of_repeated_experiments(rng):
+    """The bootstrap standard error of one data set matches the spread of the difference
+    over independent data sets of equally good detectors, and its interval holds 0."""
+    diffs = []
+    for _ in range(300):
+        y, a, b = _two_detectors(rng)
+        diffs.append(roc_auc_score(y, a) - roc_auc_score(y, b))
+    true_sd = np.std(diffs)
+    y, a, b = _two_detectors(rng)
+    d = paired_auc_difference(y, a, b, n_boot=1000, seed=3)
+    boot_sd = (d["high"] - d["low"]) / (2 * norm.ppf(0.975))
+    assert boot_sd == pytest.approx(true_sd, rel=0.3)
+    assert d["low"] < 0 < d["high"]
+    # pairing matters: against a constant (AUC 0.5, no spread) the interval is that of
+    # one AUC alone; two of those in quadrature are wider than the paired interval
+    width_a, width_b = (
+        (w["high"] - w["low"])
+        for w in (paired_auc_difference(y, s, np.zeros_like(s), n_boot=400) for s in (a, b))
+    )
+    assert d["high"] - d["low"] < 0.8 * np.hypot(width_a, width_b)
+
+
+def test_paired_auc_difference_of_identical_scores_is_exactly_zero(detector):
+    y, p, _ = detector
+    d = paired_auc_difference(y, p, p.copy(), n_boot=50)
+    assert d["diff"] == d["low"] == d["high"] == 0 and d["p_a_better"] == 0.5
+
+
+def test_paired_auc_difference_refuses_bad_input(detector):
+    y, p, _ = detector
+    with pytest.raises(ValueError, match="differ in shape"):
+        paired_auc_difference(y, p, p[:-1])
+    with pytest.raises(ValueError, match="both label-0 and label-1"):
+        paired_auc_difference(np.zeros_like(y), p, p)
+    with pytest.raises(ValueError, match="n_boot"):
+        paired_auc_difference(y, p, p, n_boot=0)
