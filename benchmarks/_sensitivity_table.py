@@ -133,12 +133,10 @@ def paired_bins(
     y, pa, snr = load_scores(sub_a, data_dir)
     _, pb, _ = load_scores(sub_b, data_dir)
     out = {"overall": m.paired_auc_difference(y, pa, pb, n_boot=n_boot, seed=seed)}
-    for lo, hi in zip(SNR_EDGES[:-1], SNR_EDGES[1:]):
-        keep = (y == 0) | ((snr >= lo) & (snr < hi))
-        if 0 < y[keep].sum() < keep.sum():
-            out[bin_name(lo, hi)] = m.paired_auc_difference(
-                y[keep], pa[keep], pb[keep], n_boot=n_boot, seed=seed
-            )
+    per_bin = m.paired_auc_by_snr(y, pa, pb, snr, bins=SNR_EDGES, n_boot=n_boot, seed=seed)
+    for row in per_bin.to_dict(orient="records"):
+        lo, hi = row.pop("snr_low"), row.pop("snr_high")
+        out[bin_name(lo, hi)] = row
     return out
 
 

@@ -392,6 +392,15 @@ def _add_evaluate(sub) -> None:
     p.add_argument(
         "--fpr", type=float, default=0.01, help="false-positive rate fixing the threshold"
     )
+    p.add_argument(
+        "--against",
+        metavar="CSV",
+        default=None,
+        help="another submission of the same ids: report this one's AUC minus its AUC with\n"
+        "a 95%% paired bootstrap interval (per SNR bin with --injections)",
+    )
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for --against")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
     p.set_defaults(func=_run_evaluate)
 
@@ -401,7 +410,14 @@ def _run_evaluate(args) -> int:
     from g2res.utils import write_json
 
     result = evaluate(
-        args.submission, args.labels, injections=args.injections, plots=args.plots, fpr=args.fpr
+        args.submission,
+        args.labels,
+        injections=args.injections,
+        plots=args.plots,
+        fpr=args.fpr,
+        against=args.against,
+        n_boot=args.n_boot,
+        seed=args.seed,
     )
     print(format_report(result))
     if args.json:

@@ -68,12 +68,19 @@ def evaluate(
     injections: str | os.PathLike | None = None,
     plots: str | os.PathLike | None = None,
     fpr: float = 0.01,
+    against: str | os.PathLike | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> dict:
     """Metrics of ``submission`` against ``labels`` (id,target CSV).
 
     Returns ``{"n", "metrics": classification_metrics(...), "efficiency": table or
-    None, "plots": [paths]}``. ``efficiency`` is the fraction of signals above the
-    threshold that gives false-positive rate ``fpr`` on the noise samples, per SNR bin.
+    None, "against": comparison or None, "plots": [paths]}``. ``efficiency`` is the
+    fraction of signals above the threshold that gives false-positive rate ``fpr`` on the
+    noise samples, per SNR bin. With ``against`` (another submission of the same ids),
+    ``against`` holds the AUC of ``submission`` minus that of the other with a paired
+    bootstrap interval (``n_boot`` resamples from ``seed``), overall and, with
+    ``injections``, per SNR bin: is one run really better than another on this test set?
     """
     from g2res.train import metrics as m
 
@@ -83,11 +90,23 @@ def evaluate(
     p = sub["target"].to_numpy(np.float64)
     result: dict = {"n": int(len(y)), "metrics": m.classification_metrics(y, p)}
     result["efficiency"] = None
+    result["against"] = None
     snr = None
     if injections is not None:
         snr = read_snr(injections, sub["id"])
         eff = m.efficiency_vs_snr(y, p, snr, fpr=fpr)
         result["efficiency"] = _plain(eff)
+    if against is not None:
+        other = read_csv_ids(against, "submission")
+        align_labels(other, truth, name=str(against))  # same ids, valid targets
+        q = other.set_index("id")["target"].loc[sub["id"]].to_numpy(np.float64)
+        result["against"] = {
+            "submission": str(against),
+            "overall": m.paired_auc_difference(y, p, q, n_boot=n_boot, seed=seed),
+            "by_snr": None
+            if snr is None
+            else _plain(m.paired_auc_by_snr(y, p, q, snr, n_boot=n_boot, seed=seed)),
+        }
     result["plots"] = []
     if plots is not None:
         result["plots"] = [str(f) for f in _make_plots(Path(plots), y, p, snr, fpr)]
@@ -127,6 +146,17 @@ def format_report(result: dict) -> str:
                 + "  ".join(
                     f"{v:>12.3f}" if isinstance(v, float) else f"{v!s:>12}" for v in row.values()
                 )
+            )
+    vs = result.get("against")
+    if vs:
+        lines.append(f"AUC minus that of {vs['submission']} (95% paired bootstrap interval):")
+        rows = [("all", vs["overall"])] + [
+            (f"SNR {r['snr_low']:g}-{r['snr_high']:g}", r) for r in vs["by_snr"] or []
+        ]
+        for name, d in rows:
+            verdict = "better" if d["low"] > 0 else "worse" if d["high"] < 0 else "not resolved"
+            lines.append(
+                f"  {name:<14}{d['diff']:+.4f}  [{d['low']:+.4f}, {d['high']:+.4f}]  {verdict}"
             )
     for f in result.get("plots", []):
         lines.append(f"plot: {f}")

@@ -30,6 +30,7 @@ __all__ = [
     "efficiency_vs_snr",
     "auc_by_snr",
     "paired_auc_difference",
+    "paired_auc_by_snr",
     "regression_metrics",
 ]
 
@@ -199,6 +200,26 @@ def paired_auc_difference(
         "p_a_better": float((diffs > 0).mean() + 0.5 * (diffs == 0).mean()),
         "n_boot": int(n_boot),
     }
+
+
+def paired_auc_by_snr(
+    y_true, prob_a, prob_b, snr, bins=SNR_BINS, n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """:func:`paired_auc_difference` of each SNR bin's signals against all label-0 samples
+    (the AUC of :func:`auc_by_snr`). One row per non-empty bin: ``snr_low``, ``snr_high``,
+    ``n_signals`` and the keys of :func:`paired_auc_difference`."""
+    y, pa = _check(y_true, prob_a)
+    snr = np.asarray(snr, dtype=np.float64).reshape(-1)
+    if snr.shape != y.shape:
+        raise ValueError(f"snr {snr.shape} and labels {y.shape} differ in shape")
+    pb = np.asarray(prob_b, dtype=np.float64).reshape(-1)
+    noise = y == 0
+    rows = []
+    for lo, hi, sel in _bins(snr, y, bins):
+        keep = noise | sel
+        d = paired_auc_difference(y[keep], pa[keep], pb[keep], n_boot=n_boot, seed=seed)
+        rows.append({"snr_low": lo, "snr_high": hi, "n_signals": int(sel.sum()), **d})
+    return pd.DataFrame(rows)
 
 
 def regression_metrics(y_true, y_pred) -> dict:

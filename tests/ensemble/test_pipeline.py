@@ -84,3 +84,37 @@ def test_run_refuses_a_foreign_or_different_work_directory(tmp_path):
     _check_workdir(cfg, work, force=False)  # the same recipe: resume
     with pytest.raises(FileExistsError, match="another recipe"):
         run_pipeline(Config().replace(["train.epochs=3"]), work, log=None)
+
+
+def test_evaluate_against_a_worse_run_resolves_the_difference(scored, rng, capsys):
+    """A run with twice the score noise loses AUC; the paired interval says so, and an
+    identical run is 'not resolved' from it."""
+    from g2res.cli import main
+    from g2res.ensemble.evaluate import evaluate
+
+    d, y, snr = scored["dir"], scored["y"], scored["snr"]
+    noisy = 1 / (1 + np.exp(-(snr - 8 + rng.normal(0, 4.0, len(y)))))
+    pd.DataFrame({"id": scored["ids"], "target": noisy}).to_csv(d / "noisy.csv", index=False)
+    res = evaluate(
+        d / "sub.csv", d / "labels.csv", injections=d / "injections.csv", against=d / "noisy.csv"
+    )
+    vs = res["against"]["overall"]
+    want = roc_auc_score(y, scored["score"]) - roc_auc_score(y, noisy)
+    assert vs["diff"] == pytest.approx(want) and want > 0.02
+    assert 0 < vs["low"] < vs["diff"] < vs["high"]
+    by_snr = pd.DataFrame(res["against"]["by_snr"])
+    assert by_snr["n_signals"].sum() == y.sum()
+    # the difference lives at low SNR; loud signals are found by both runs
+    assert by_snr["diff"].iloc[0] > by_snr["diff"].iloc[-1]
+
+    rc = main(["evaluate", str(d / "sub.csv"), "--labels", str(d / "labels.csv"),
+               "--against", str(d / "sub.csv"), "--n-boot", "200"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and "+0.0000  [+0.0000, +0.0000]  not resolved" in out
+    main(["evaluate", str(d / "sub.csv"), "--labels", str(d / "labels.csv"),
+          "--against", str(d / "noisy.csv"), "--n-boot", "200"])  # fmt: skip
+    assert "better" in capsys.readouterr().out
+
+    pd.read_csv(d / "noisy.csv").iloc[1:].to_csv(d / "short.csv", index=False)
+    with pytest.raises(SubmissionError, match="short.csv.*not predicted"):
+        evaluate(d / "sub.csv", d / "labels.csv", against=d / "short.csv")
