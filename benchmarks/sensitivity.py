@@ -176,8 +176,14 @@ def report(
         if subs and data is not None:
             paired = st.paired_bins(subs[model], subs[baseline], data)
             verdict["paired_vs_bank"] = paired
+            worse = [k for k, d in paired.items() if k != "overall" and d["high"] < 0]
+            verdict["bins_resolved_worse"] = worse
             print(f"AUC difference ({model} - {baseline}), 95% paired bootstrap interval:")
             print(st.format_paired(paired))
+            print(
+                "bins where the bank is better beyond the test set's noise: "
+                + (", ".join(worse) if worse else "none")
+            )
     return verdict
 
 
