@@ -181,7 +181,7 @@ def report(
             print(f"AUC difference ({model} - {baseline}), 95% paired bootstrap interval:")
             print(st.format_paired(paired))
             print(
-                "bins where the bank is better beyond the test set's noise: "
+                f"bins where the {baseline} is better beyond the test set's noise: "
                 + (", ".join(worse) if worse else "none")
             )
     return verdict

@@ -180,9 +180,10 @@ def paired_auc_difference(
     rng = np.random.default_rng(seed)
     diffs = np.empty(n_boot)
     # AUC = Mann-Whitney U / (n_pos n_neg) (ties count half, as in roc_auc_score); scipy
-    # computes it for a block of resamples at once
-    for start in range(0, n_boot, 256):
-        k = min(256, n_boot - start)
+    # computes it for a block of resamples at once, sized to ~4 M scores in memory
+    block = max(1, min(256, 2**22 // len(y)))
+    for start in range(0, n_boot, block):
+        k = min(block, n_boot - start)
         ineg = rng.choice(neg, (k, neg.size))
         ipos = rng.choice(pos, (k, pos.size))
         u = [
@@ -212,7 +213,7 @@ def paired_auc_by_snr(
     snr = np.asarray(snr, dtype=np.float64).reshape(-1)
     if snr.shape != y.shape:
         raise ValueError(f"snr {snr.shape} and labels {y.shape} differ in shape")
-    pb = np.asarray(prob_b, dtype=np.float64).reshape(-1)
+    _, pb = _check(y_true, prob_b)
     noise = y == 0
     rows = []
     for lo, hi, sel in _bins(snr, y, bins):

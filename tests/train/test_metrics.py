@@ -9,6 +9,7 @@ from g2res.train.metrics import (
     auc_by_snr,
     classification_metrics,
     efficiency_vs_snr,
+    paired_auc_by_snr,
     paired_auc_difference,
     threshold_at_fpr,
 )
@@ -134,3 +135,6 @@ def test_paired_auc_difference_refuses_bad_input(detector):
         paired_auc_difference(np.zeros_like(y), p, p)
     with pytest.raises(ValueError, match="n_boot"):
         paired_auc_difference(y, p, p, n_boot=0)
+    _, _, snr = detector
+    with pytest.raises(ValueError, match="differ in shape"):
+        paired_auc_by_snr(y, p, p[:-1], snr)
