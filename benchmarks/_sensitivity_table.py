@@ -145,7 +145,7 @@ def format_paired(paired: dict) -> str:
     return "\n".join(
         f"  {k:>8}: {d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
         f"  P(a better) {d['p_a_better']:.2f}"
-        + ("  (interval excludes 0)" if d["low"] > 0 or d["high"] < 0 else "")
+        + ("" if d["verdict"] == "not resolved" else "  (interval excludes 0)")
         for k, d in paired.items()
     )
 

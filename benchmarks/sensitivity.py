@@ -176,7 +176,7 @@ def report(
         if subs and data is not None:
             paired = st.paired_bins(subs[model], subs[baseline], data)
             verdict["paired_vs_bank"] = paired
-            worse = [k for k, d in paired.items() if k != "overall" and d["high"] < 0]
+            worse = [k for k, d in paired.items() if k != "overall" and d["verdict"] == "worse"]
             verdict["bins_resolved_worse"] = worse
             print(f"AUC difference ({model} - {baseline}), 95% paired bootstrap interval:")
             print(st.format_paired(paired))

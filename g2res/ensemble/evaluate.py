@@ -154,9 +154,8 @@ def format_report(result: dict) -> str:
             (f"SNR {r['snr_low']:g}-{r['snr_high']:g}", r) for r in vs["by_snr"] or []
         ]
         for name, d in rows:
-            verdict = "better" if d["low"] > 0 else "worse" if d["high"] < 0 else "not resolved"
             lines.append(
-                f"  {name:<14}{d['diff']:+.4f}  [{d['low']:+.4f}, {d['high']:+.4f}]  {verdict}"
+                f"  {name:<14}{d['diff']:+.4f}  [{d['low']:+.4f}, {d['high']:+.4f}]  {d['verdict']}"
             )
     for f in result.get("plots", []):
         lines.append(f"plot: {f}")

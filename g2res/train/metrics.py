@@ -166,12 +166,11 @@ def paired_auc_difference(
     of the difference, which is much narrower than the two separate intervals when the
     methods agree on which samples are hard. Keys: ``auc_a``, ``auc_b``, ``diff``, ``low``,
     ``high`` (percentile interval at ``level``), ``p_a_better`` (share of resamples where
-    ``a`` scores higher; ties count half), ``n_boot``.
+    ``a`` scores higher; ties count half), ``n_boot``, and ``verdict``: ``better`` or
+    ``worse`` when the interval excludes 0, else ``not resolved``.
     """
     y, pa = _check(y_true, prob_a)
-    _, pb = _check(y_true, prob_b)
-    if pa.shape != pb.shape:
-        raise ValueError(f"predictions {pa.shape} and {pb.shape} differ in shape")
+    _, pb = _check(y_true, prob_b)  # both shaped like the labels
     if not 0 < y.sum() < len(y):
         raise ValueError("need both label-0 and label-1 samples for an AUC")
     if n_boot < 1 or not 0 < level < 1:
@@ -192,14 +191,16 @@ def paired_auc_difference(
         diffs[start : start + k] = (u[0] - u[1]) / (pos.size * neg.size)
     auc_a, auc_b = float(roc_auc_score(y, pa)), float(roc_auc_score(y, pb))
     tail = 100 * (1 - level) / 2
+    low, high = float(np.percentile(diffs, tail)), float(np.percentile(diffs, 100 - tail))
     return {
         "auc_a": auc_a,
         "auc_b": auc_b,
         "diff": auc_a - auc_b,
-        "low": float(np.percentile(diffs, tail)),
-        "high": float(np.percentile(diffs, 100 - tail)),
+        "low": low,
+        "high": high,
         "p_a_better": float((diffs > 0).mean() + 0.5 * (diffs == 0).mean()),
         "n_boot": int(n_boot),
+        "verdict": "better" if low > 0 else "worse" if high < 0 else "not resolved",
     }
 
 

@@ -94,9 +94,10 @@ def test_paired_auc_difference_finds_a_better_detector(rng):
     assert d["diff"] == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b))
     assert 0 < d["low"] < d["diff"] < d["high"]
     assert (d["low"] + d["high"]) / 2 == pytest.approx(d["diff"], abs=0.2 * (d["high"] - d["low"]))
-    assert d["p_a_better"] > 0.975
+    assert d["p_a_better"] > 0.975 and d["verdict"] == "better"
     swapped = paired_auc_difference(y, b, a, n_boot=500)
     assert swapped["high"] < 0 and swapped["p_a_better"] < 0.025
+    assert swapped["verdict"] == "worse"
 
 
 def test_paired_auc_difference_interval_has_the_spread_of_repeated_experiments(rng):
@@ -111,7 +112,7 @@ def test_paired_auc_difference_interval_has_the_spread_of_repeated_experiments(r
     d = paired_auc_difference(y, a, b, n_boot=1000, seed=3)
     boot_sd = (d["high"] - d["low"]) / (2 * norm.ppf(0.975))
     assert boot_sd == pytest.approx(true_sd, rel=0.3)
-    assert d["low"] < 0 < d["high"]
+    assert d["low"] < 0 < d["high"] and d["verdict"] == "not resolved"
     # pairing matters: against a constant (AUC 0.5, no spread) the interval is that of
     # one AUC alone; two of those in quadrature are wider than the paired interval
     width_a, width_b = (
