@@ -77,6 +77,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pool", default=None, help="existing waveform pool (default WORKDIR/pool)")
     p.add_argument("--pool-size", type=int, default=20_000, help="sources when making the pool")
     p.add_argument("--pretrain-steps", type=int, default=300)
+    p.add_argument(
+        "--curriculum-fraction",
+        type=float,
+        default=0.5,
+        help="share of the pretraining steps that anneal the SNR from loud to the target",
+    )
     p.add_argument("--folds", type=int, default=3)
     p.add_argument(
         "--cpu-overrides",
@@ -124,7 +130,12 @@ def main(argv=None) -> dict:
     cfg = cfg.replace({"cache": str(cache), "data_dir": str(data)})
 
     runs = work / "runs"
-    pre_dir = runs / run_name("pre", [*overrides, f"steps={args.pretrain_steps}", str(pool)])
+    if not 0.0 <= args.curriculum_fraction <= 1.0:
+        raise SystemExit(f"--curriculum-fraction: in [0, 1], got {args.curriculum_fraction}")
+    pre_key = [*overrides, f"steps={args.pretrain_steps}", str(pool)]
+    if args.curriculum_fraction != 0.5:  # keeps the names of runs made before the option
+        pre_key.append(f"curriculum={args.curriculum_fraction:g}")
+    pre_dir = runs / run_name("pre", pre_key)
     plain_dir, ft_dir = runs / run_name("plain", overrides), runs / f"ft-{pre_dir.name}"
     plain = cfg.replace({"injection.mode": "off", "train.init_from": None, "name": "plain"})
     pre = cfg.replace(
@@ -132,7 +143,7 @@ def main(argv=None) -> dict:
             "injection.mode": "pretrain",
             "injection.pool": str(pool),
             "injection.steps": args.pretrain_steps,
-            "injection.curriculum_steps": args.pretrain_steps // 2,
+            "injection.curriculum_steps": int(args.pretrain_steps * args.curriculum_fraction),
             "injection.eval_every": max(1, args.pretrain_steps // 6),
         }
     )
@@ -171,6 +182,7 @@ def main(argv=None) -> dict:
         "recipe": os.path.relpath(args.recipe, ROOT),
         "overrides": overrides,
         "pretrain_steps": args.pretrain_steps,
+        "curriculum_fraction": args.curriculum_fraction,
         "pretrain": json.loads((pre_dir / "metrics.json").read_text()),
         "runs": [str(plain_dir), str(pre_dir), str(ft_dir)],
         **st.result_fields(table, verdict, timer),

@@ -86,6 +86,7 @@ class AugmentConfig:
     time_mask: float = 0.0  # zero a stretch of time in all detectors
     mask_width: float = 0.1  # s, largest masked stretch
     detector_dropout: float = 0.0  # zero one random detector
+    permute_detectors: float = 0.0  # reorder the detector channels at random (H1, L1, V1)
 
 
 @dataclass

@@ -18,7 +18,14 @@ from g2res.config import AugmentConfig
 
 __all__ = ["Augment", "TTA_TRANSFORMS", "swap_h1l1", "sign_flip"]
 
-_PROBABILITIES = ("time_shift", "swap_h1l1", "sign_flip", "time_mask", "detector_dropout")
+_PROBABILITIES = (
+    "time_shift",
+    "swap_h1l1",
+    "sign_flip",
+    "time_mask",
+    "detector_dropout",
+    "permute_detectors",
+)
 
 
 def swap_h1l1(x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +61,11 @@ class Augment(nn.Module):
     ``time_shift`` (circular shift of all detectors together by up to ``max_shift``
     seconds, so inter-detector delays are kept), ``swap_h1l1``, ``sign_flip``,
     ``time_mask`` (zero a stretch of up to ``mask_width`` seconds in all detectors) and
-    ``detector_dropout`` (zero one detector chosen uniformly).
+    ``detector_dropout`` (zero one detector chosen uniformly) and ``permute_detectors``
+    (the detector channels in a uniformly random order). After whitening every channel
+    is unit noise plus a signal delayed by at most the light travel time, so a reordered
+    sample is still a plausible one; it shows the network loud-V1 signals as often as
+    loud-H1 ones, where the data alone would show few (V1 is the least sensitive).
 
     The same random numbers are drawn whatever the probabilities, so changing one
     probability does not reshuffle the others.
@@ -96,9 +107,12 @@ class Augment(nn.Module):
         def uniform(*shape: int) -> torch.Tensor:
             return torch.rand(shape, generator=generator, device=dev).to(x.device)
 
-        # All draws happen up front and in a fixed order (see class docstring).
-        u_apply = uniform(len(_PROBABILITIES), batch)
+        # All draws happen up front and in a fixed order (see class docstring); draws of
+        # augmentations added later come last, so older recipes keep their numbers.
+        u_apply = uniform(len(_PROBABILITIES) - 1, batch)
         u_shift, u_width, u_start, u_det = uniform(4, batch)
+        u_apply = torch.cat([u_apply, uniform(1, batch)])
+        u_order = uniform(batch, n_det)
         p = torch.tensor([getattr(self.cfg, n) for n in _PROBABILITIES], device=x.device)
         apply = u_apply < p[:, None]  # (augmentation, batch)
         t = torch.arange(n_time, device=x.device)
@@ -125,6 +139,11 @@ class Augment(nn.Module):
                 :, None
             ]
             x = x.masked_fill(drop[:, :, None], 0.0)
+        if self.cfg.permute_detectors > 0:
+            order = torch.argsort(u_order, dim=1)
+            keep = torch.arange(n_det, device=x.device).expand(batch, n_det)
+            order = torch.where(apply[5][:, None], order, keep)
+            x = torch.gather(x, 1, order[:, :, None].expand(batch, n_det, n_time))
         return x
 
     def extra_repr(self) -> str:

@@ -22,7 +22,12 @@ def _gen(seed: int = 7) -> torch.Generator:
 
 
 ALL = AugmentConfig(
-    time_shift=0.5, swap_h1l1=0.5, sign_flip=0.5, time_mask=0.5, detector_dropout=0.5
+    time_shift=0.5,
+    swap_h1l1=0.5,
+    sign_flip=0.5,
+    time_mask=0.5,
+    detector_dropout=0.5,
+    permute_detectors=0.5,
 )
 
 
@@ -64,6 +69,24 @@ def test_swap_sign_flip_and_dropout_at_probability_one(x):
     assert torch.equal(y[~zeroed], x[~zeroed])
 
 
+def test_permute_detectors_draws_every_order_uniformly():
+    # Channel k holds the constant k, so each sample shows its order directly.
+    n = 6000
+    big = torch.arange(3.0)[None, :, None].expand(n, 3, 4).clone()
+    y = Augment(AugmentConfig(permute_detectors=1.0), SR).train()(big, _gen(5))
+    orders = y[:, :, 0].long()
+    assert torch.equal(orders.sort(dim=1).values, torch.arange(3).expand(n, 3))
+    assert torch.equal(y, orders[:, :, None].float().expand(n, 3, 4))  # whole rows move
+    counts = torch.unique(orders, dim=0, return_counts=True)[1]
+    assert len(counts) == 6
+    expected = n / 6
+    assert ((counts - expected).abs() < 5 * (expected * 5 / 6) ** 0.5).all()
+    # At probability 0.5 half the samples keep their order plus a sixth of the rest.
+    y = Augment(AugmentConfig(permute_detectors=0.5), SR).train()(big, _gen(6))
+    kept = (y[:, :, 0].long() == torch.arange(3)).all(dim=1).float().mean().item()
+    assert abs(kept - (0.5 + 0.5 / 6)) < 0.03
+
+
 def test_time_mask_zeros_one_stretch_in_all_detectors(x):
     width = 0.05
     y = Augment(AugmentConfig(time_mask=1.0, mask_width=width), SR).train()(x, _gen())
@@ -87,6 +110,8 @@ def test_changing_one_probability_keeps_the_others_draws(x):
     a = Augment(AugmentConfig(sign_flip=0.5), SR).train()(x, _gen(4))
     b = Augment(AugmentConfig(sign_flip=0.5, swap_h1l1=1e-9), SR).train()(x, _gen(4))
     assert torch.equal(a, b)
+    c = Augment(AugmentConfig(sign_flip=0.5, permute_detectors=1e-9), SR).train()(x, _gen(4))
+    assert torch.equal(a, c)
 
 
 def test_tta_transforms():
