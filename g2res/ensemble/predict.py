@@ -30,21 +30,10 @@ _FOLD_DIR = re.compile(r"^fold(\d+)$")
 
 
 # ------------------------------------------------------------------------------ TTA
-def _builtin_tta() -> dict[str, Transform]:
-    # Used only until/unless g2res.transforms.augment provides TTA_TRANSFORMS.
-    return {
-        "identity": lambda x: x,
-        "swap_h1l1": lambda x: x[:, [1, 0, *range(2, x.shape[1])]],
-        "sign_flip": lambda x: -x,
-    }
-
-
 def available_tta() -> dict[str, Transform]:
     """Test-time transforms by name; each maps ``(batch, 3, time)`` to the same shape."""
-    try:
-        from g2res.transforms.augment import TTA_TRANSFORMS
-    except ImportError:
-        return _builtin_tta()
+    from g2res.transforms.augment import TTA_TRANSFORMS
+
     return dict(TTA_TRANSFORMS)
 
 
