@@ -311,7 +311,8 @@ def _add_submit(sub) -> None:
         nargs="*",
         default=list(d.tta),
         metavar="NAME",
-        help="test-time augmentations averaged with the identity: swap_h1l1, sign_flip",
+        help="test-time augmentations averaged with the identity: swap_h1l1, sign_flip, "
+        "permute_detectors (all six detector orders)",
     )
     p.add_argument(
         "--blend",
@@ -798,7 +799,8 @@ def _add_scan(sub) -> None:
     )  # fmt: skip
     p.add_argument(
         "--tta", nargs="*", default=[], metavar="NAME",
-        help="test-time augmentations averaged with the identity: swap_h1l1, sign_flip",
+        help="test-time augmentations averaged with the identity: swap_h1l1, sign_flip, "
+        "permute_detectors (all six detector orders)",
     )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per scoring batch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -879,7 +881,8 @@ def _add_pseudo_label(sub) -> None:
     )  # fmt: skip
     p.add_argument(
         "--tta", nargs="*", default=[], metavar="NAME",
-        help="test-time augmentations averaged with the identity: swap_h1l1, sign_flip",
+        help="test-time augmentations averaged with the identity: swap_h1l1, sign_flip, "
+        "permute_detectors (all six detector orders)",
     )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=256, help="samples per batch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -30,11 +30,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from g2res import DETECTORS
 from g2res.baselines.bank import F_LOWER, TemplateBank, stochastic_bank, whitening
 from g2res.data.layout import INJECTIONS, SAMPLE_SUBMISSION, TRAIN_LABELS, sample_path
 from g2res.utils import atomic_open, resolve_device
 
-DETECTORS = ("H1", "L1", "V1")
 SAMPLE_RATE = 2048.0  # Hz
 N_SAMPLES = 4096
 WINDOWS = {"L1": 0.011, "V1": 0.0283}  # s, coincidence windows relative to H1

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-DETECTORS = ("H1", "L1", "V1")
+from g2res import DETECTORS
+
 SAMPLE_RATE = 2048.0  # Hz
 DURATION = 2.0  # s
 N_SAMPLES = 4096  # samples per detector in one G2Net window

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from g2res import N_SAMPLES
+from g2res import DETECTORS, N_SAMPLES
 from g2res.data.layout import SAMPLE_SUBMISSION, TRAIN_LABELS, is_valid_id, relative_path
 
 EXPECTED_SHAPE = (3, N_SAMPLES)
-DETECTORS = ("H1", "L1", "V1")
 SHOWN = 20  # problems listed in an error message before "... and N more"
 
 

@@ -37,17 +37,26 @@ def available_tta() -> dict[str, Transform]:
     return dict(TTA_TRANSFORMS)
 
 
+def tta_names() -> list[str]:
+    """Every name ``tta`` accepts: single transforms and groups (``permute_detectors``)."""
+    from g2res.transforms.augment import TTA_GROUPS
+
+    return sorted(set(available_tta()) | set(TTA_GROUPS))
+
+
 def tta_transforms(names: Sequence[str] | None) -> list[tuple[str, Transform]]:
-    """The transforms averaged over: always the identity, then ``names`` (deduplicated)."""
+    """The transforms averaged over: always the identity, then ``names`` (deduplicated;
+    a group name such as ``permute_detectors`` adds each of its members)."""
+    from g2res.transforms.augment import TTA_GROUPS
+
     table = available_tta()
     chosen = ["identity"]
     for name in names or []:
-        if name not in table:
-            raise ValueError(
-                f"unknown test-time augmentation {name!r}; choose from {sorted(table)}"
-            )
-        if name not in chosen:
-            chosen.append(name)
+        if name not in table and name not in TTA_GROUPS:
+            raise ValueError(f"unknown test-time augmentation {name!r}; choose from {tta_names()}")
+        for member in TTA_GROUPS.get(name, [name]):
+            if member not in chosen:
+                chosen.append(member)
     return [(name, table[name]) for name in chosen]
 
 

@@ -9,14 +9,16 @@ identity.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
+from g2res import DETECTORS
 from g2res.config import AugmentConfig
 
-__all__ = ["Augment", "TTA_TRANSFORMS", "swap_h1l1", "sign_flip"]
+__all__ = ["Augment", "TTA_GROUPS", "TTA_TRANSFORMS", "reorder_detectors", "swap_h1l1", "sign_flip"]
 
 _PROBABILITIES = (
     "time_shift",
@@ -41,8 +43,30 @@ def sign_flip(x: torch.Tensor) -> torch.Tensor:
     return -x
 
 
+def reorder_detectors(order: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The transform putting detector ``order[k]`` in channel ``k`` of ``(batch, detector,
+    time)``; e.g. ``(1, 2, 0)``: L1, V1, H1."""
+    order = list(order)
+
+    def transform(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2] != len(order):
+            raise ValueError(f"order {order} needs {len(order)} detectors, got {tuple(x.shape)}")
+        return x[..., order, :]
+
+    return transform
+
+
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
+
+
+def _order_name(order: tuple[int, ...]) -> str:
+    return "detectors_" + "".join(DETECTORS[k][0].lower() for k in order)
+
+
+# The five non-identity orders of (H1, L1, V1); (L1, H1, V1) is swap_h1l1.
+_ORDERS = [o for o in itertools.permutations(range(len(DETECTORS))) if o != (0, 1, 2)]
+_ORDER_NAMES = {o: "swap_h1l1" if o == (1, 0, 2) else _order_name(o) for o in _ORDERS}
 
 
 #: Deterministic test-time augmentations, ``(batch, detector, time)`` -> same shape.
@@ -51,7 +75,13 @@ TTA_TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "swap_h1l1": swap_h1l1,
     "sign_flip": sign_flip,
     "swap_h1l1+sign_flip": lambda x: sign_flip(swap_h1l1(x)),
+    **{name: reorder_detectors(o) for o, name in _ORDER_NAMES.items() if name != "swap_h1l1"},
 }
+
+#: Names that stand for several TTA transforms: ``permute_detectors`` is every order of
+#: the detector channels (with the identity, the six), the test-time counterpart of the
+#: ``permute_detectors`` training augmentation.
+TTA_GROUPS: dict[str, list[str]] = {"permute_detectors": list(_ORDER_NAMES.values())}
 
 
 class Augment(nn.Module):

@@ -8,7 +8,13 @@ import torch
 from conftest import AbsSumH1L1, EnergyDetector, RawConv, load_fake, make_split, save_fold
 from sklearn.metrics import roc_auc_score
 
-from g2res.ensemble.predict import available_tta, find_run, predict_array, predict_run
+from g2res.ensemble.predict import (
+    available_tta,
+    find_run,
+    predict_array,
+    predict_run,
+    tta_transforms,
+)
 
 TTA = ["swap_h1l1", "sign_flip"]
 
@@ -51,6 +57,25 @@ def test_tta_changes_an_asymmetric_model_and_equals_the_manual_average(batch):
         views = [xt, xt[:, [1, 0, 2]], -xt]
         manual = torch.stack([torch.sigmoid(model(v))[:, 0] for v in views]).mean(0)
     np.testing.assert_allclose(with_tta, manual.double().numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_permute_detectors_tta_averages_over_all_six_orders(batch):
+    x = batch[0]
+    chosen = tta_transforms(["swap_h1l1", "permute_detectors", "sign_flip"])
+    names = [name for name, _ in chosen]
+    assert names[0] == "identity" and names[-1] == "sign_flip" and len(names) == 7
+    probe = torch.arange(3.0)[None, :, None]
+    orders = {tuple(fn(probe)[0, :, 0].long().tolist()) for _, fn in chosen[:-1]}
+    assert len(orders) == 6 and all(sorted(o) == [0, 1, 2] for o in orders)
+    # A model that sees only the third channel: under the six orders every detector sits
+    # there twice, so the TTA probability is the mean over detectors of its probability.
+    v1_only = EnergyDetector((0.0, 0.0, 1.0), 0.5)
+    got = predict_array([v1_only], x, tta=["permute_detectors"], progress=False, device="cpu")
+    energy = np.log(np.mean(x.astype(np.float64) ** 2, axis=-1))  # (n, 3)
+    expected = (1 / (1 + np.exp(-(energy + 0.5)))).mean(axis=1)
+    np.testing.assert_allclose(got[0], expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="permute_detectors"):
+        tta_transforms(["permute"])
 
 
 def test_prediction_does_not_depend_on_batch_size_and_detects_signals(batch):

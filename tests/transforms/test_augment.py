@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from g2res.config import AugmentConfig
-from g2res.transforms.augment import TTA_TRANSFORMS, Augment
+from g2res.transforms.augment import TTA_GROUPS, TTA_TRANSFORMS, Augment
 
 SR = 2048.0
 T = 1024
@@ -121,6 +121,11 @@ def test_tta_transforms():
     swapped = TTA_TRANSFORMS["swap_h1l1"](z)
     assert torch.equal(swapped[:, [1, 0, 2]], z)
     assert torch.equal(TTA_TRANSFORMS["sign_flip"](z), -z)
+    # detectors_<initials>: the channels in that order.
+    torch.testing.assert_close(TTA_TRANSFORMS["detectors_lvh"](z), z[:, [1, 2, 0]])
+    torch.testing.assert_close(TTA_TRANSFORMS["detectors_vhl"](z), z[:, [2, 0, 1]])
+    assert len(set(TTA_GROUPS["permute_detectors"])) == 5
+    assert set(TTA_GROUPS["permute_detectors"]) <= set(TTA_TRANSFORMS)
     # TTA and training augmentation agree at probability one.
     aug = Augment(AugmentConfig(swap_h1l1=1.0), SR).train()
     assert torch.equal(aug(z, _gen()), swapped)
