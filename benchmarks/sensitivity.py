@@ -84,8 +84,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run_name(name: str, overrides: list[str]) -> str:
     """``name-<8 hex>``: one run directory per recipe and override list, so a reused
-    WORKDIR never scores a run trained with other settings."""
-    digest = hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:8]
+    WORKDIR never scores a run trained with other settings. ``submit.*`` overrides do not
+    change training and are left out (the submission file names its TTA instead)."""
+    kept = [o for o in overrides if not o.startswith("submit.")]
+    digest = hashlib.sha1("\n".join(kept).encode()).hexdigest()[:8]
     return f"{name}-{digest}"
 
 
@@ -103,13 +105,16 @@ def prepare_data(work: Path, sim, pre, seed: int, timer: st.Timer) -> tuple[Path
 
 
 def train_and_submit(cfg, run: Path, csv: Path, timer: st.Timer, label: str) -> Path:
-    """cv-train ``cfg`` into ``run`` (resuming a partial run) and submit its folds."""
+    """cv-train ``cfg`` into ``run`` (resuming a partial run) and submit its folds; with
+    test-time augmentation (``submit.tta``) the file name ends ``-tta-<names>``."""
     from g2res.ensemble.submit import submit
     from g2res.train.cv import cv_train
 
     if not (run / "metrics.json").is_file():
         resume = (run / "config.yaml").is_file()
         timer(f"cv-train {label}", lambda: cv_train(cfg, run, resume=resume))
+    if cfg.submit.tta:
+        csv = csv.with_name(f"{csv.stem}-tta-{'+'.join(cfg.submit.tta)}.csv")
     if not csv.is_file():
         timer(f"submit {label}", lambda: submit([run], cfg.cache, csv, tta=cfg.submit.tta))
     return csv

@@ -158,7 +158,8 @@ def main(argv=None) -> dict:
     }
     if not (pre_dir / "metrics.json").is_file():
         timer("pretrain", lambda: pretrain(pre, pre_dir, resume=True))
-    label = f"injection-pretrained + fine-tuned ({n} folds)"
+    tta = f", TTA {'+'.join(cfg.submit.tta)}" if cfg.submit.tta else ""
+    label = f"injection-pretrained + fine-tuned ({n} folds{tta})"
     subs[label] = train_and_submit(ft, ft_dir, work / f"{ft_dir.name}.csv", timer, "fine-tune")
     subs.update(baselines(data, cache, work, args.seed, timer, args.bank, not args.no_bank))
 
