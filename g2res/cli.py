@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from g2res import __version__
 from g2res.config import (
@@ -309,10 +310,11 @@ def _add_submit(sub) -> None:
     p.add_argument(
         "--tta",
         nargs="*",
-        default=list(d.tta),
+        default=None,
         metavar="NAME",
         help="test-time augmentations averaged with the identity: swap_h1l1, sign_flip, "
-        "permute_detectors (all six detector orders)",
+        "permute_detectors (all six detector orders); default: the first RUN's recipe "
+        "(submit.tta); --tta alone: none",
     )
     p.add_argument(
         "--blend",
@@ -345,16 +347,29 @@ def _add_submit(sub) -> None:
     p.set_defaults(func=_run_submit)
 
 
+def _recipe_tta(run: str) -> list[str]:
+    """submit.tta of a run's saved recipe; none when the run has no config.yaml."""
+    from g2res.config import load_config
+
+    path = Path(run) / "config.yaml"
+    return list(load_config(path).submit.tta) if path.is_file() else []
+
+
 def _run_submit(args) -> int:
     from g2res.ensemble.submit import submit
     from g2res.utils import write_json
 
+    tta = args.tta
+    if tta is None:
+        tta = _recipe_tta(args.runs[0])
+        if tta and not args.quiet:
+            print(f"TTA from the recipe of {args.runs[0]} (submit.tta): {', '.join(tta)}")
     summary = submit(
         args.runs,
         args.cache,
         args.out,
         sample_submission=args.sample_submission,
-        tta=args.tta,
+        tta=tta,
         method=args.blend,
         weights=args.weights,
         fit_weights=args.fit_weights,

@@ -208,3 +208,25 @@ def test_submit_command_line(two_runs, fake_cache, tmp_path, monkeypatch, capsys
     assert "--force" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # --weights and --fit-weights exclude each other
         cli.main([*argv, "--weights", "1", "1"])
+
+
+def test_submit_command_line_takes_tta_from_the_recipe(
+    two_runs, fake_cache, tmp_path, monkeypatch, capsys
+):
+    import json
+
+    from g2res import cli
+    from g2res.ensemble import predict
+
+    monkeypatch.setattr(predict, "load_checkpoint_model", load_fake)
+    (two_runs[0] / "config.yaml").write_text("submit:\n  tta: [sign_flip, permute_detectors]\n")
+    base = ["submit", *map(str, two_runs), "--cache", str(fake_cache["cache"]), "--device", "cpu"]
+    argv = [*base, "--out", str(tmp_path / "a.csv"), "--json", str(tmp_path / "a.json")]
+    assert cli.main(argv) == 0
+    assert "TTA from the recipe" in capsys.readouterr().out
+    tta = json.loads((tmp_path / "a.json").read_text())["tta"]
+    assert tta[:2] == ["identity", "sign_flip"] and len(tta) == 7  # + the 5 other orders
+    # --tta alone: the identity only, whatever the recipe says.
+    argv = [*base, "--out", str(tmp_path / "b.csv"), "--json", str(tmp_path / "b.json"), "--tta"]
+    assert cli.main([*argv, "-q"]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["tta"] == ["identity"]
