@@ -223,7 +223,11 @@ def cv_train(
 
     d, device = distributed.setup(cfg.device)
     try:
-        return _cv_train(cfg, Path(out_dir), resume, force, progress, log, d, device)
+        result = _cv_train(cfg, Path(out_dir), resume, force, progress, log, d, device)
+        # Leave together: a gloo rank whose peer has already torn the group down can abort
+        # at exit ("terminate called without an active exception") after a good run.
+        d.barrier()
+        return result
     finally:
         distributed.teardown(d)
 
