@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from g2res import __version__
 from g2res.config import (
@@ -347,29 +346,16 @@ def _add_submit(sub) -> None:
     p.set_defaults(func=_run_submit)
 
 
-def _recipe_tta(run: str) -> list[str]:
-    """submit.tta of a run's saved recipe; none when the run has no config.yaml."""
-    from g2res.config import load_config
-
-    path = Path(run) / "config.yaml"
-    return list(load_config(path).submit.tta) if path.is_file() else []
-
-
 def _run_submit(args) -> int:
     from g2res.ensemble.submit import submit
     from g2res.utils import write_json
 
-    tta = args.tta
-    if tta is None:
-        tta = _recipe_tta(args.runs[0])
-        if tta and not args.quiet:
-            print(f"TTA from the recipe of {args.runs[0]} (submit.tta): {', '.join(tta)}")
     summary = submit(
         args.runs,
         args.cache,
         args.out,
         sample_submission=args.sample_submission,
-        tta=tta,
+        tta=args.tta,
         method=args.blend,
         weights=args.weights,
         fit_weights=args.fit_weights,

@@ -61,7 +61,8 @@ def submit(
     """Predict the cache's test split with every run and write the blended submission.
 
     Each run contributes the mean probability of its fold models (each averaged
-    over the identity and the ``tta`` transforms). Runs are combined by ``method``
+    over the identity and the ``tta`` transforms; None: the first run's recipe's
+    ``submit.tta``, ``[]``: none). Runs are combined by ``method``
     (``mean`` or ``rank``) with ``weights`` (default equal), or with weights fitted
     on the runs' OOF predictions when ``fit_weights``. ``cache`` None: the cache
     named in the first run's ``config.yaml``. Every check (output file,
@@ -79,14 +80,18 @@ def submit(
         raise ValueError(f"unknown blend {method!r}; choose from {list(blending.METHODS)}")
     if weights is not None and fit_weights:
         raise ValueError("give either weights or fit_weights, not both")
-    tta_transforms(tta)  # unknown names fail now, not after loading models
     found = [find_run(r) for r in runs]
+    recipe = found[0].config() if found[0].config_path.is_file() else None
+    if tta is None and recipe is not None and recipe.submit.tta:
+        tta = list(recipe.submit.tta)
+        log(f"TTA from the recipe of {found[0].path} (submit.tta): {', '.join(tta)}")
+    tta_transforms(tta)  # unknown names fail now, not after loading models
     names = _run_names([r.path for r in found])
     if weights is not None:
         weights = blending._check_weights(weights, len(found))
 
     if cache is None:
-        cache = found[0].config().cache if found[0].config_path.is_file() else None
+        cache = recipe.cache if recipe is not None else None
         if cache is None:
             raise ValueError(f"no --cache given and {found[0].config_path} names none")
     cache = cache if isinstance(cache, Cache) else Cache(cache)
