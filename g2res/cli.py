@@ -403,6 +403,23 @@ def _add_evaluate(sub) -> None:
     )
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for --against")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
+    p.add_argument(
+        "--misses",
+        type=int,
+        default=0,
+        metavar="N",
+        help="list the N signals that cost the most AUC (the share of the noise scored above\n"
+        "each), with their source parameters from --injections; with --against, ranked by\n"
+        "that cost minus the other submission's: what it finds and this one misses",
+    )
+    p.add_argument(
+        "--misses-snr",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="only signals of network SNR in [LO, HI) for --misses (needs --injections)",
+    )
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
     p.set_defaults(func=_run_evaluate)
 
@@ -420,6 +437,8 @@ def _run_evaluate(args) -> int:
         against=args.against,
         n_boot=args.n_boot,
         seed=args.seed,
+        misses=args.misses,
+        misses_snr=args.misses_snr,
     )
     print(format_report(result))
     if args.json:

@@ -20,6 +20,8 @@ from g2res.ensemble.submission import (
 )
 
 SNR_COLUMNS = ("snr_network", "snr")  # first one present is used
+# Source parameters listed beside each signal of ``--misses`` (those the table has).
+MISS_COLUMNS = ("mass1", "mass2", "spin1z", "spin2z", "merger_time", "snr_H1", "snr_L1", "snr_V1")
 
 
 def align_labels(sub: pd.DataFrame, labels: pd.DataFrame, name: str = "submission") -> np.ndarray:
@@ -71,6 +73,8 @@ def evaluate(
     against: str | os.PathLike | None = None,
     n_boot: int = 2000,
     seed: int = 0,
+    misses: int = 0,
+    misses_snr: tuple[float, float] | None = None,
 ) -> dict:
     """Metrics of ``submission`` against ``labels`` (id,target CSV).
 
@@ -81,6 +85,9 @@ def evaluate(
     ``against`` holds the AUC of ``submission`` minus that of the other with a paired
     bootstrap interval (``n_boot`` resamples from ``seed``), overall and, with
     ``injections``, per SNR bin: is one run really better than another on this test set?
+    ``misses`` > 0 lists that many signals in ``misses`` (:func:`worst_signals`, within
+    ``misses_snr`` = (lo, hi) of network SNR, which needs ``injections``): which
+    signals cost the AUC, and, with ``against``, which ones the other submission finds.
     """
     from g2res.train import metrics as m
 
@@ -91,7 +98,13 @@ def evaluate(
     result: dict = {"n": int(len(y)), "metrics": m.classification_metrics(y, p)}
     result["efficiency"] = None
     result["against"] = None
-    snr = None
+    result["misses"] = None
+    snr = q = None
+    if misses_snr is not None and injections is None:
+        raise ValueError(
+            "misses_snr (--misses-snr) picks signals by network SNR: "
+            "give the injections table (--injections)"
+        )
     if injections is not None:
         snr = read_snr(injections, sub["id"])
         eff = m.efficiency_vs_snr(y, p, snr, fpr=fpr)
@@ -107,10 +120,55 @@ def evaluate(
             if snr is None
             else _plain(m.paired_auc_by_snr(y, p, q, snr, n_boot=n_boot, seed=seed)),
         }
+    if misses:
+        table = worst_signals(sub["id"], y, p, misses, snr, misses_snr, q, injections)
+        result["misses"] = _plain(table)
     result["plots"] = []
     if plots is not None:
         result["plots"] = [str(f) for f in _make_plots(Path(plots), y, p, snr, fpr)]
     return result
+
+
+def worst_signals(
+    ids: pd.Series,
+    y: np.ndarray,
+    p: np.ndarray,
+    n: int,
+    snr: np.ndarray | None = None,
+    snr_range: tuple[float, float] | None = None,
+    other: np.ndarray | None = None,
+    injections: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """The ``n`` signals that cost the scores ``p`` the most AUC, worst first.
+
+    Columns: ``id``, ``cost`` (the fraction of the noise scored above the signal,
+    :func:`g2res.train.metrics.noise_outranking`), ``snr_network`` when ``snr`` is given,
+    and with ``other`` (another submission's scores, same order) ``cost_other`` and
+    ``cost_diff`` = cost - cost_other, which is then the ranking: the signals this
+    submission misses and the other finds. ``snr_range`` = (lo, hi) keeps the signals of
+    lo <= SNR < hi; ``injections`` adds that table's source parameters (:data:`MISS_COLUMNS`).
+    """
+    from g2res.train.metrics import noise_outranking
+
+    if n < 1:
+        raise ValueError(f"n={n}: need at least one signal to list")
+    signal = y == 1
+    table = pd.DataFrame({"id": ids.to_numpy()[signal], "cost": noise_outranking(y, p)})
+    if snr is not None:
+        table["snr_network"] = snr[signal]
+    if other is not None:
+        table["cost_other"] = noise_outranking(y, other)
+        table["cost_diff"] = table["cost"] - table["cost_other"]
+    if snr_range is not None:
+        lo, hi = snr_range
+        table = table[(table["snr_network"] >= lo) & (table["snr_network"] < hi)]
+    key = "cost_diff" if other is not None else "cost"
+    table = table.sort_values(key, ascending=False, kind="stable").head(n)
+    if injections is not None:
+        params = read_csv_ids(injections, "injections table").drop_duplicates("id")
+        cols = [c for c in MISS_COLUMNS if c in params.columns]
+        table = table.merge(params[["id", *cols]], on="id", how="left")
+    return table.reset_index(drop=True)
 
 
 def _plain(obj):
@@ -157,6 +215,18 @@ def format_report(result: dict) -> str:
             lines.append(
                 f"  {name:<14}{d['diff']:+.4f}  [{d['low']:+.4f}, {d['high']:+.4f}]  {d['verdict']}"
             )
+    worst = result.get("misses")
+    if worst:
+        other = ", cost_other: the same for --against" if "cost_other" in worst[0] else ""
+        lines.append(
+            f"signals that cost the most AUC (cost: share of the noise scored above it{other}):"
+        )
+        lines.extend(
+            "  " + row
+            for row in pd.DataFrame(worst)
+            .to_string(index=False, float_format=lambda v: f"{v:.3f}")
+            .splitlines()
+        )
     for f in result.get("plots", []):
         lines.append(f"plot: {f}")
     return "\n".join(lines)

@@ -29,6 +29,7 @@ __all__ = [
     "threshold_at_fpr",
     "efficiency_vs_snr",
     "auc_by_snr",
+    "noise_outranking",
     "paired_auc_difference",
     "paired_auc_by_snr",
     "regression_metrics",
@@ -153,6 +154,24 @@ def auc_by_snr(y_true, y_prob, snr, bins=SNR_BINS) -> pd.DataFrame:
         auc = roc_auc_score(y[keep], p[keep]) if noise.any() else float("nan")
         rows.append({"snr_low": lo, "snr_high": hi, "n_signals": int(sel.sum()), "auc": auc})
     return pd.DataFrame(rows, columns=["snr_low", "snr_high", "n_signals", "auc"])
+
+
+def noise_outranking(y_true, y_prob) -> np.ndarray:
+    """Per signal (label 1, in input order): the fraction of label-0 samples scored above
+    it, ties counted half.
+
+    Its mean over any set of signals is 1 minus the ROC AUC of those signals against all
+    the noise, so the signals with the largest values are the ones that cost a detector
+    its AUC (a value of 0.2 is one signal ranked below a fifth of the noise).
+    """
+    y, p = _check(y_true, y_prob)
+    noise = np.sort(p[y == 0])
+    if noise.size == 0:
+        raise ValueError("no label-0 samples: nothing to rank the signals against")
+    signal = p[y == 1]
+    below = np.searchsorted(noise, signal, side="left")
+    not_above = np.searchsorted(noise, signal, side="right")
+    return (noise.size - not_above + 0.5 * (not_above - below)) / noise.size
 
 
 def paired_auc_difference(

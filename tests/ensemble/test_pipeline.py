@@ -118,3 +118,45 @@ def test_evaluate_against_a_worse_run_resolves_the_difference(scored, rng, capsy
     pd.read_csv(d / "noisy.csv").iloc[1:].to_csv(d / "short.csv", index=False)
     with pytest.raises(SubmissionError, match="short.csv.*not predicted"):
         evaluate(d / "sub.csv", d / "labels.csv", against=d / "short.csv")
+
+
+def test_evaluate_lists_the_signals_one_run_misses_and_another_finds(scored, capsys):
+    """Two loud signals scored as noise: ``--misses`` puts them first, with their source
+    parameters; against a run that also misses one of them, only the other one leads."""
+    from g2res.cli import main
+    from g2res.ensemble.evaluate import evaluate
+
+    d, y, snr = scored["dir"], scored["y"], scored["snr"]
+    inj = pd.read_csv(d / "injections.csv", dtype={"id": str})
+    inj["mass1"] = np.where(inj["target"] == 1, 30.0, np.nan)
+    inj.to_csv(d / "injections.csv", index=False)
+    loud = np.flatnonzero((y == 1) & (snr > 14))[:2]
+    both, only_here = (scored["ids"][i] for i in loud)
+    score = scored["score"].copy()
+    score[loud] = 0.0  # below every noise sample
+    pd.DataFrame({"id": scored["ids"], "target": score}).to_csv(d / "miss.csv", index=False)
+    other = scored["score"].copy()
+    other[loud[0]] = 0.0
+    pd.DataFrame({"id": scored["ids"], "target": other}).to_csv(d / "other.csv", index=False)
+
+    args = (d / "miss.csv", d / "labels.csv")
+    res = evaluate(*args, injections=d / "injections.csv", misses=3)
+    worst = pd.DataFrame(res["misses"])
+    assert set(worst["id"][:2]) == {both, only_here} and (worst["cost"][:2] == 1.0).all()
+    assert worst["cost"].iloc[2] < 1.0 and (worst["mass1"] == 30.0).all()
+    # the costs are what the AUC lost: all signals' mean is 1 - AUC
+    full = evaluate(*args, misses=int(y.sum()))
+    assert pd.DataFrame(full["misses"])["cost"].mean() == pytest.approx(1 - roc_auc_score(y, score))
+
+    res = evaluate(*args, injections=d / "injections.csv", against=d / "other.csv",
+                   n_boot=50, misses=2, misses_snr=(14.0, 30.0))  # fmt: skip
+    worst = pd.DataFrame(res["misses"])
+    assert worst["id"][0] == only_here and worst["cost_diff"][0] == 1.0
+    assert worst["cost_diff"][1] < 0.05 and (worst["snr_network"] >= 14).all()
+
+    rc = main(["evaluate", str(d / "miss.csv"), "--labels", str(d / "labels.csv"),
+               "--injections", str(d / "injections.csv"), "--misses", "2"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and "cost the most AUC" in out and both in out and only_here in out
+    with pytest.raises(ValueError, match="injections table"):
+        evaluate(*args, misses=2, misses_snr=(8.0, 10.0))

@@ -9,6 +9,7 @@ from g2res.train.metrics import (
     auc_by_snr,
     classification_metrics,
     efficiency_vs_snr,
+    noise_outranking,
     paired_auc_by_snr,
     paired_auc_difference,
     threshold_at_fpr,
@@ -139,3 +140,22 @@ def test_paired_auc_difference_refuses_bad_input(detector):
     _, _, snr = detector
     with pytest.raises(ValueError, match="differ in shape"):
         paired_auc_by_snr(y, p, p[:-1], snr)
+
+
+def test_noise_outranking_averages_to_one_minus_auc(detector):
+    """Per-signal costs add up to the AUC lost, for all signals and for any subset, with
+    ties (scores rounded to a coarse grid) counted half as roc_auc_score does."""
+    y, p, snr = detector
+    for scores in (p, np.round(p, 1)):
+        cost = noise_outranking(y, scores)
+        assert cost.shape == (int(y.sum()),)
+        assert cost.mean() == pytest.approx(1 - roc_auc_score(y, scores))
+        loud = snr[y == 1] >= 12
+        keep = (y == 0) | ((y == 1) & (snr >= 12))
+        assert cost[loud].mean() == pytest.approx(1 - roc_auc_score(y[keep], scores[keep]))
+    # the faintest signals are the ones outranked by most of the noise
+    cost = noise_outranking(y, p)
+    faint, loud = snr[y == 1] < 6, snr[y == 1] > 16
+    assert cost[faint].mean() > 0.05 > 0.001 > cost[loud].mean()
+    with pytest.raises(ValueError, match="no label-0"):
+        noise_outranking(np.ones_like(y), p)
