@@ -478,7 +478,7 @@ def _add_run(sub) -> None:
 def _run_run(args) -> int:
     from g2res.pipeline import run_pipeline
 
-    cfg = load_config(args.recipe, args.overrides)
+    cfg = load_recipe(args)
     if args.seed is not None:
         cfg = cfg.replace({"seed": args.seed})
     if args.device is not None:
@@ -1020,7 +1020,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line parsed as `main` does (nothing is run; bad input exits 2)."""
     parser = build_parser()
     # KEY=VALUE overrides may come after options too (`g2res run R.yaml --out W k=v`).
     args, extra = parser.parse_known_args(argv)
@@ -1029,8 +1030,13 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*(args.overrides or []), *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        build_parser().print_help()
         return 2
     try:
         return int(args.func(args) or 0)
@@ -1048,8 +1054,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load_recipe(args) -> Config:
-    """The recipe named by ``--config`` with the command line's overrides applied."""
-    return load_config(getattr(args, "config", None), getattr(args, "overrides", None))
+    """The recipe named by ``--config`` (``run``: RECIPE) with the command line's overrides."""
+    path = getattr(args, "config", None) or getattr(args, "recipe", None)
+    return load_config(path, getattr(args, "overrides", None))
 
 
 if __name__ == "__main__":

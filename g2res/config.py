@@ -2,8 +2,15 @@
 
 A recipe (``pipelines/*.yaml``) is loaded into :class:`Config`; any field can be
 overridden from the command line with dotted ``key=value`` pairs, e.g.
-``train.lr=3e-4 model.backbone.name=resnet34 augment.sign_flip=0.5``. Values are
-parsed as YAML, so ``cv.fold=[0,2]`` and ``train.ema=null`` work.
+``train.lr=3e-4 model.backbone.name=resnet34 augment.sign_flip=0.5``.
+
+Values (in a recipe file or an override) are converted by the type of the field
+they set: a ``str`` field keeps the text as written (``injection.mode=off`` is the
+string ``"off"``, not YAML 1.1's false), a ``bool`` field takes true/false, on/off,
+yes/no or 1/0 (any case), numbers take ``3e-4`` or ``1000``, lists and tuples are
+YAML flow sequences (``cv.fold=[0,2]``; one value is a list of one), and ``null``
+(or nothing: ``train.ema=``) clears an optional field. A value that does not fit is
+an error naming the field, the value and the type expected.
 
 Sections whose fields are free-form (``model.frontend``, ``model.backbone``,
 ``model.head``) are plain dicts: their ``name`` picks a registered component and
@@ -16,6 +23,7 @@ import copy
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -217,6 +225,74 @@ def _to_plain(obj: Any) -> Any:
     return obj
 
 
+class _Text(str):
+    """A value as written in a recipe or an override, with what YAML makes of it.
+
+    ``str(self)`` is the text; ``parsed`` the YAML 1.1 value (a scalar, or a list or
+    dict of :class:`_Text`); ``quoted`` tells a quoted YAML scalar (``"off"``).
+    """
+
+    parsed: Any
+    quoted: bool
+
+    def __new__(cls, text: str, parsed: Any, quoted: bool = False) -> _Text:
+        self = super().__new__(cls, text)
+        self.parsed, self.quoted = parsed, quoted
+        return self
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` whose scalars are :class:`_Text`: the field type decides."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        value = super().construct_object(node, deep=deep)
+        if isinstance(node, yaml.ScalarNode):
+            return _Text(node.value, value, quoted=node.style in ("'", '"'))
+        return value
+
+
+def _load_yaml(text: str) -> Any:
+    """YAML text -> dicts and lists of :class:`_Text` scalars."""
+    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 (a SafeLoader)
+
+
+# A number YAML 1.1 leaves as a string ("3e-4", "1e5": no dot in the mantissa).
+_NUMBER = re.compile(r"[-+]?(\d[\d_]*\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_TRUE = ("true", "on", "yes", "1")
+_FALSE = ("false", "off", "no", "0")
+
+
+def _plain(value: Any) -> Any:
+    """The Python value of loaded YAML (numbers with exponents as floats)."""
+    if isinstance(value, _Text):
+        parsed = value.parsed
+        if isinstance(parsed, str) and not value.quoted and _NUMBER.fullmatch(parsed):
+            return float(parsed)
+        return _plain(parsed)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _structure(value: Any) -> Any:
+    """A list or dict given as text (an override) -> the list or dict; else unchanged."""
+    if isinstance(value, _Text) and isinstance(value.parsed, (list, dict)):
+        return value.parsed
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    names = {bool: "a boolean (true/false, on/off, yes/no, 1/0)", int: "an integer"}
+    names |= {float: "a number", str: "a string", dict: "a mapping"}
+    if tp in names:
+        return names[tp]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
 def _strip_optional(tp: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -229,58 +305,87 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check/convert a YAML value to the annotated type ``tp``."""
+    """Convert a value (Python, or :class:`_Text` from YAML) to the annotated type ``tp``."""
     tp, optional = _strip_optional(tp)
-    if value is None:
+    plain = _plain(value)
+    if plain is None:
         if optional:
             return None
-        raise ConfigError(f"{where}: null is not allowed here")
+        raise ConfigError(f"{where}: null is not allowed here (expected {_type_name(tp)})")
+    got = f"got {str(value)!r}" if isinstance(value, _Text) else f"got {value!r}"
     if dataclasses.is_dataclass(tp):
+        value = _structure(value)
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, {got}")
         return _build(tp, value, where)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         # A value that already has one of the types keeps it (2 stays 2 in str | int).
-        exact = [a for a in args if isinstance(a, type) and type(value) is a]
+        exact = [a for a in args if isinstance(a, type) and type(plain) is a]
         for arg in exact + [a for a in args if a not in exact]:
             try:
                 return _coerce(value, arg, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, {got}")
     if origin is tuple:
         args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        items = _structure(value)
+        if not isinstance(items, (list, tuple)) or len(items) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, {got}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(items, args)))
     if origin is list:
         (arg,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        return [_coerce(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = _structure(value)
+        if not isinstance(items, (list, tuple)):
+            items = [value]
+        return [_coerce(v, arg, f"{where}[{i}]") for i, v in enumerate(items)]
     if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return copy.deepcopy(value)
+        if not isinstance(plain, dict):
+            raise ConfigError(f"{where}: expected a mapping, {got}")
+        return copy.deepcopy(plain)
     if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        if isinstance(plain, bool):
+            return plain
+        if isinstance(plain, int) and plain in (0, 1):
+            return bool(plain)
+        word = str(value).strip().lower() if isinstance(value, str) else None
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise ConfigError(f"{where}: expected {_type_name(bool)}, {got}")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
+        if isinstance(plain, str):
+            plain = _number(plain)
+        if isinstance(plain, bool) or not isinstance(plain, (int, float)) or int(plain) != plain:
+            raise ConfigError(f"{where}: expected an integer, {got}")
+        return int(plain)
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        if isinstance(plain, str):
+            plain = _number(plain)
+        if isinstance(plain, bool) or not isinstance(plain, (int, float)):
+            raise ConfigError(f"{where}: expected a number, {got}")
+        return float(plain)
     if tp is str:
+        if isinstance(value, _Text):
+            # The text as written: `off` stays "off"; a quoted scalar loses its quotes.
+            return str(value.parsed) if value.quoted else str(value)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
+        raise ConfigError(f"{where}: expected a string, {got}")
+    return plain
+
+
+def _number(text: str) -> int | float | str:
+    """``"1000"`` -> 1000, ``"3e-4"`` -> 0.0003; text that is no number stays text."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _build(cls: type, data: dict, where: str = "") -> Any:
@@ -288,7 +393,8 @@ def _build(cls: type, data: dict, where: str = "") -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
-        path = f"{where}.{key}" if where else str(key)
+        key = str(key)
+        path = f"{where}.{key}" if where else key
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -312,7 +418,7 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"recipe {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = _load_yaml(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
@@ -325,7 +431,11 @@ def load_config(
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"train.lr=3e-4"`` -> (["train", "lr"], 0.0003)."""
+    """``"train.lr=3e-4"`` -> (["train", "lr"], value).
+
+    The value keeps its text for the field's type to convert (see the module docs):
+    a :class:`str` subclass whose ``parsed`` is what YAML makes of it.
+    """
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value (e.g. train.lr=3e-4)")
     key, raw = text.split("=", 1)
@@ -333,16 +443,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key:
         raise ConfigError(f"override {text!r} has no key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        parsed = _load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
-        value = raw
-    if isinstance(value, str):
-        # YAML reads "3e-4" as a string; numbers with exponents are common here.
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    return key.split("."), value
+        parsed = raw
+    if isinstance(parsed, _Text):
+        if parsed.quoted:
+            return key.split("."), parsed
+        parsed = parsed.parsed
+    return key.split("."), _Text(raw.strip(), parsed)
 
 
 def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
@@ -361,6 +469,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
                 raise ConfigError(f"unknown recipe field {'.'.join(keys)!r}")
             if node[part] is None:
                 node[part] = {}
+            node[part] = _structure(node[part])  # a mapping set by an earlier override
             node = node[part]
         if not isinstance(node, dict):
             raise ConfigError(f"cannot set {'.'.join(keys)!r}: its parent is not a mapping")
