@@ -803,9 +803,8 @@ def _add_scan(sub) -> None:
     p.add_argument(
         "--channel", nargs="+", default=None, metavar="NAME",
         help="channel name(s) in GWF/HDF5 files: one for all detectors (e.g. {ifo}:GWOSC-"
-        "4KHZ_R1_STRAIN, {ifo} becomes H1/L1/V1) or three (H1 L1 V1) or one per --detectors; "
-        "default: the "
-        "file's only series or the GWOSC strain/Strain dataset",
+        "4KHZ_R1_STRAIN, {ifo} becomes H1/L1/V1), three (H1 L1 V1) or one per --detectors; "
+        "default: the file's only series or the GWOSC strain/Strain dataset",
     )  # fmt: skip
     p.add_argument(
         "--sample-rate", type=float, default=None, metavar="HZ",
@@ -863,7 +862,9 @@ def _run_scan(args) -> int:
     channels = None
     if args.channel:
         if len(args.channel) not in (1, 3, len(args.detectors)):
-            raise ValueError(f"--channel takes 1 or 3 names, got {len(args.channel)}")
+            raise ValueError(
+                f"--channel takes 1, 3 or one name per --detectors, got {len(args.channel)}"
+            )
         names = args.channel * 3 if len(args.channel) == 1 else args.channel
         dets = dets if len(names) == 3 else args.detectors  # one name per --detectors
         channels = {d: n.replace("{ifo}", d) for d, n in zip(dets, names)}
