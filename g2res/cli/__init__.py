@@ -58,7 +58,7 @@ COMMANDS = [
     study.add_parser,
 ]
 
-__all__ = ["COMMANDS", "DEFAULTS", "build_parser", "load_recipe", "main"]
+__all__ = ["COMMANDS", "DEFAULTS", "build_parser", "load_recipe", "main", "parse_args"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line parsed as `main` does (nothing is run; bad input exits 2)."""
     parser = build_parser()
     # KEY=VALUE overrides may come after options too (`g2res run R.yaml --out W k=v`).
     args, extra = parser.parse_known_args(argv)
@@ -87,8 +88,13 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*(args.overrides or []), *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        build_parser().print_help()
         return 2
     try:
         return int(args.func(args) or 0)

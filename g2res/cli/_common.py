@@ -51,5 +51,6 @@ def common_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_recipe(args) -> Config:
-    """The recipe named by ``--config`` with the command line's overrides applied."""
-    return load_config(getattr(args, "config", None), getattr(args, "overrides", None))
+    """The recipe named by ``--config`` (``run``: RECIPE) with the command line's overrides."""
+    path = getattr(args, "config", None) or getattr(args, "recipe", None)
+    return load_config(path, getattr(args, "overrides", None))

@@ -22,7 +22,10 @@ def add_parser(sub) -> None:
             "network statistic from H1 peaks and L1/V1 maxima within the light travel\n"
             "times, maximised over lags and templates. Writes OUT (id,target: the rank of\n"
             "the network SNR in (0, 1)) and OUT's .raw.csv companion (raw SNRs, times,\n"
-            "best templates). The bank is placed stochastically for the PSD given."
+            "best templates). The bank is placed stochastically for the PSD given.\n"
+            "--chisq adds the Allen chi-squared veto (p bins of equal template power, as\n"
+            "PyCBC): each detector's SNR at the peak is re-weighted to PyCBC's newSNR and\n"
+            "OUT ranks the network re-weighted SNR sqrt(sum_det newSNR^2)."
         ),
     )
     m.add_argument("data_dir", metavar="DATA_DIR", help="data set in the G2Net layout")
@@ -54,6 +57,15 @@ def add_parser(sub) -> None:
         "--approximant", default="IMRPhenomD", help="aligned-spin lalsimulation approximant"
     )
     m.add_argument("--taper-alpha", type=float, default=0.1, help="Tukey taper of the data")
+    m.add_argument(
+        "--chisq", action="store_true",
+        help="rank by the re-weighted SNR of the chi-squared veto (adds newsnr, chisq_r_<det>, "
+        "newsnr_<det> to the .raw.csv)",
+    )  # fmt: skip
+    m.add_argument(
+        "--chisq-bins", type=int, default=16, metavar="P",
+        help="frequency bins of the veto (2P-2 degrees of freedom)",
+    )  # fmt: skip
     m.add_argument("--batch-size", type=int, default=8, help="samples per batch")
     m.add_argument("--template-batch", type=int, default=64, help="templates per batch")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -84,5 +96,6 @@ def run(args) -> int:
         seed=0 if args.seed is None else args.seed,
         force=args.force,
         progress=not args.quiet,
+        chisq_bins=args.chisq_bins if args.chisq else 0,
     )
     return 0

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from g2res.cli._common import Formatter
-from g2res.config import load_config
+from g2res.cli._common import Formatter, load_recipe
 
 
 def add_parser(sub) -> None:
@@ -37,7 +36,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from g2res.pipeline import run_pipeline
 
-    cfg = load_config(args.recipe, args.overrides)
+    cfg = load_recipe(args)
     if args.seed is not None:
         cfg = cfg.replace({"seed": args.seed})
     if args.device is not None:

@@ -23,15 +23,22 @@ def add_parser(sub) -> None:
             "report. Writes OUT (triggers, loudest first: gps_time, score, window_start,\n"
             "window_end, n_windows[, far_per_year]), OUT_windows.csv (every window's\n"
             "score), OUT_report.json (segments, skipped stretches, windows, seconds) and\n"
-            "OUT.png (score vs time).\n\n"
+            "OUT.png (score vs time). A detector without data is left out only when\n"
+            "--detectors says so; the models then get zeros for its whitened channel.\n\n"
             "example:\n"
             "  g2res scan --h1 H-H1.hdf5 --l1 L-L1.hdf5 --v1 V-V1.hdf5 --runs runs/a \\\n"
             "      --stride 0.25 --timeslides 20 --out triggers.csv"
         ),
     )
-    p.add_argument("--h1", required=True, metavar="FILE", help="H1 strain file")
-    p.add_argument("--l1", required=True, metavar="FILE", help="L1 strain file")
-    p.add_argument("--v1", required=True, metavar="FILE", help="V1 strain file")
+    p.add_argument("--h1", metavar="FILE", help="H1 strain file")
+    p.add_argument("--l1", metavar="FILE", help="L1 strain file")
+    p.add_argument("--v1", metavar="FILE", help="V1 strain file")
+    p.add_argument(
+        "--detectors", nargs="+", default=["H1", "L1", "V1"], choices=["H1", "L1", "V1"],
+        metavar="IFO",
+        help="detectors to scan, each needing its file; an absent one (e.g. --detectors H1 "
+        "L1 without V1 data) is given to the models as a zero whitened channel: no data",
+    )  # fmt: skip
     p.add_argument(
         "--runs", nargs="+", required=True, metavar="RUN",
         help="run directories of g2res cv-train; scores are averaged over folds, then runs",
@@ -40,8 +47,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--channel", nargs="+", default=None, metavar="NAME",
         help="channel name(s) in GWF/HDF5 files: one for all detectors (e.g. {ifo}:GWOSC-"
-        "4KHZ_R1_STRAIN, {ifo} becomes H1/L1/V1) or three (H1 L1 V1); default: the "
-        "file's only series or the GWOSC strain/Strain dataset",
+        "4KHZ_R1_STRAIN, {ifo} becomes H1/L1/V1), three (H1 L1 V1) or one per --detectors; "
+        "default: the file's only series or the GWOSC strain/Strain dataset",
     )  # fmt: skip
     p.add_argument(
         "--sample-rate", type=float, default=None, metavar="HZ",
@@ -56,6 +63,11 @@ def add_parser(sub) -> None:
         "--psd-length", type=float, default=d.psd_length, metavar="S",
         help="s of data per Welch PSD estimate (valid segments are split into blocks of "
         "about this length; shorter segments use their whole length)",
+    )  # fmt: skip
+    p.add_argument(
+        "--psd-segment", type=float, default=None, metavar="S",
+        help="Welch segment (s) of the PSD estimate; default: the runs' cache's (0.5 s "
+        "resolves lines to 2 Hz only; 2, the window length, whitens narrow lines away)",
     )  # fmt: skip
     p.add_argument(
         "--cluster-window", type=float, default=d.cluster_window, metavar="S",
@@ -93,9 +105,12 @@ def run(args) -> int:
     dets = ("H1", "L1", "V1")
     channels = None
     if args.channel:
-        if len(args.channel) not in (1, 3):
-            raise ValueError(f"--channel takes 1 or 3 names, got {len(args.channel)}")
+        if len(args.channel) not in (1, 3, len(args.detectors)):
+            raise ValueError(
+                f"--channel takes 1, 3 or one name per --detectors, got {len(args.channel)}"
+            )
         names = args.channel * 3 if len(args.channel) == 1 else args.channel
+        dets = dets if len(names) == 3 else args.detectors  # one name per --detectors
         channels = {d: n.replace("{ifo}", d) for d, n in zip(dets, names)}
     settings = ScanSettings(
         stride=args.stride,
@@ -103,6 +118,7 @@ def run(args) -> int:
         cluster_window=args.cluster_window,
         merger_offset=args.merger_offset,
         batch_size=args.batch_size,
+        psd_segment=args.psd_segment,
     )
     report = scan_files(
         {"H1": args.h1, "L1": args.l1, "V1": args.v1},
@@ -118,6 +134,7 @@ def run(args) -> int:
         slide_step=args.slide_step,
         force=args.force,
         progress=not args.quiet,
+        detectors=args.detectors,
     )
     print(
         f"g2res scan: {report['windows_scored']} windows over {report['live_time']:.1f} s of "
