@@ -23,6 +23,16 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from g2res.ensemble.far import (
+    SNR_BINS,
+    FAPResolutionError,
+    efficiency_at_fap,
+    interval_verdict,
+    min_noise_for_fap,
+    paired_efficiency_difference,
+    threshold_at_fap,
+)
+
 __all__ = [
     "SNR_BINS",
     "classification_metrics",
@@ -33,10 +43,14 @@ __all__ = [
     "paired_auc_difference",
     "paired_auc_by_snr",
     "regression_metrics",
+    # false-alarm-probability efficiencies, from g2res.ensemble.far
+    "FAPResolutionError",
+    "min_noise_for_fap",
+    "threshold_at_fap",
+    "efficiency_at_fap",
+    "paired_efficiency_difference",
+    "interval_verdict",
 ]
-
-# Network-SNR bin edges for sensitivity tables (the last bin is open).
-SNR_BINS = (0.0, 4.0, 6.0, 8.0, 10.0, 12.0, 16.0, 20.0, 30.0, np.inf)
 
 
 def _check(y_true, y_prob) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +233,7 @@ def paired_auc_difference(
         "high": high,
         "p_a_better": float((diffs > 0).mean() + 0.5 * (diffs == 0).mean()),
         "n_boot": int(n_boot),
-        "verdict": "better" if low > 0 else "worse" if high < 0 else "not resolved",
+        "verdict": interval_verdict(low, high),
     }
 
 
