@@ -159,3 +159,151 @@ def test_noise_outranking_averages_to_one_minus_auc(detector):
     assert cost[faint].mean() > 0.05 > 0.001 > cost[loud].mean()
     with pytest.raises(ValueError, match="no label-0"):
         noise_outranking(np.ones_like(y), p)
+
+
+# --- efficiency at a false-alarm probability (g2res.ensemble.far) ---
+
+
+def _brute_force(noise, signal, fap):
+    """Smallest threshold among every distinct score (and the float just above each) whose
+    share of noise at or above it is <= fap, and the share of signals at or above it."""
+    values = np.unique(np.concatenate([noise, signal]))
+    cands = np.sort(np.concatenate([values, np.nextafter(values, np.inf)]))
+    ok = [t for t in cands if (noise >= t).mean() <= fap]
+    t = min(ok)
+    return t, (signal >= t).mean()
+
+
+def test_threshold_and_efficiency_at_fap_match_brute_force_with_ties(rng):
+    from g2res.train.metrics import efficiency_at_fap, threshold_at_fap
+
+    for n_noise, fap in ((1000, 1e-3), (1500, 1e-2), (400, 0.05)):
+        # integer scores: many ties between noise samples and between noise and signals
+        noise = rng.integers(0, 60, n_noise).astype(float)
+        signal = rng.integers(20, 80, 300).astype(float)
+        t, eff = _brute_force(noise, signal, fap)
+        assert threshold_at_fap(noise, fap) == t
+        r = efficiency_at_fap(noise, signal, fap, n_boot=20)
+        assert r["threshold"] == t and r["overall"]["efficiency"] == pytest.approx(eff)
+        assert r["fap_achieved"] == pytest.approx((noise >= t).mean()) and r["fap_achieved"] <= fap
+
+
+def test_efficiency_at_fap_matches_the_gaussian_formula(rng):
+    from g2res.train.metrics import efficiency_at_fap
+
+    mu = 2.5
+    noise, signal = rng.normal(size=100_000), rng.normal(mu, 1.0, 20_000)
+    for fap in (1e-2, 1e-3):
+        true = 1 - norm.cdf(norm.isf(fap) - mu)  # 0.55 at 1e-2, 0.28 at 1e-3
+        r = efficiency_at_fap(noise, signal, fap, n_boot=200, seed=1)["overall"]
+        assert r["low"] <= true <= r["high"]
+        assert abs(r["efficiency"] - true) < 0.02
+        # at 1e-3 the 100 noise samples above the threshold dominate: sd ~0.013
+        assert r["high"] - r["low"] < 0.06
+
+
+def test_efficiency_at_fap_interval_covers_and_shrinks(rng):
+    """~95% of intervals of repeated experiments hold the true efficiency, and 4x the
+    samples halve the width (binomial + threshold noise both scale as 1/sqrt(n))."""
+    from g2res.train.metrics import efficiency_at_fap
+
+    mu, fap = 2.0, 1e-2
+    true = 1 - norm.cdf(norm.isf(fap) - mu)
+    hits, widths = [], {}
+    for n in (2000, 8000):
+        w = []
+        for i in range(40 if n == 2000 else 8):
+            r = efficiency_at_fap(
+                rng.normal(size=n), rng.normal(mu, 1, n // 4), fap, n_boot=300, seed=i
+            )["overall"]
+            w.append(r["high"] - r["low"])
+            if n == 2000:
+                hits.append(r["low"] <= true <= r["high"])
+        widths[n] = np.mean(w)
+    assert 0.85 <= np.mean(hits) <= 1.0
+    assert widths[8000] == pytest.approx(widths[2000] / 2, rel=0.25)
+
+
+def test_efficiency_at_fap_per_snr_bin(rng):
+    from g2res.train.metrics import efficiency_at_fap
+
+    snr = rng.uniform(4, 16, 3000)
+    noise, signal = rng.normal(size=5000), rng.normal(size=3000) + 0.3 * snr
+    r = efficiency_at_fap(noise, signal, 1e-2, signal_snr=snr, bins=(4, 8, 12, 16), n_boot=200)
+    effs = [b["efficiency"] for b in r["by_snr"]]
+    assert [b["snr_low"] for b in r["by_snr"]] == [4, 8, 12]
+    assert effs[0] < effs[1] < effs[2]
+    for b in r["by_snr"]:
+        assert b["low"] <= b["efficiency"] <= b["high"]
+        mid = 0.3 * 0.5 * (b["snr_low"] + b["snr_high"])  # rough: mean shift of the bin
+        assert abs(b["efficiency"] - (1 - norm.cdf(norm.isf(1e-2) - mid))) < 0.1
+    n = [b["n_signals"] for b in r["by_snr"]]
+    assert sum(n) == 3000
+    assert r["overall"]["efficiency"] == pytest.approx(np.dot(effs, n) / 3000)
+
+
+def test_efficiency_at_fap_refuses_an_unresolvable_fap(rng):
+    from g2res.train.metrics import (
+        FAPResolutionError,
+        efficiency_at_fap,
+        min_noise_for_fap,
+        paired_efficiency_difference,
+        threshold_at_fap,
+    )
+
+    assert min_noise_for_fap(1e-3) == 1000 and min_noise_for_fap(1e-2) == 100
+    signal = rng.normal(size=50)
+    with pytest.raises(FAPResolutionError, match="needs at least 1000 noise samples"):
+        efficiency_at_fap(rng.normal(size=999), signal, 1e-3)
+    with pytest.raises(ValueError, match="999 noise samples"):
+        threshold_at_fap(rng.normal(size=999), 1e-3)
+    with pytest.raises(FAPResolutionError):
+        paired_efficiency_difference(np.zeros(99), signal, np.zeros(99), signal, 1e-2)
+    efficiency_at_fap(rng.normal(size=1000), signal, 1e-3, n_boot=5)  # exactly enough
+    with pytest.raises(ValueError, match="fap=0"):
+        threshold_at_fap(np.zeros(10), 0.0)
+    with pytest.raises(ValueError, match="no signal"):
+        efficiency_at_fap(np.zeros(1000), [], 1e-2)
+
+
+def test_paired_efficiency_difference_verdicts(rng):
+    from g2res.train.metrics import (
+        efficiency_at_fap,
+        interval_verdict,
+        paired_efficiency_difference,
+    )
+
+    snr = rng.uniform(4, 16, 2000)
+    noise = rng.normal(size=5000)
+    base = rng.normal(size=2000) + 0.25 * snr
+    better = base + 0.8  # same samples, louder signals
+    kw = dict(fap=1e-2, signal_snr=snr, bins=(4, 10, 16), n_boot=300, seed=3)
+    d = paired_efficiency_difference(noise, better, noise, base, **kw)
+    assert d["overall"]["verdict"] == "better" and d["overall"]["low"] > 0
+    assert all(b["verdict"] == "better" for b in d["by_snr"])
+    swapped = paired_efficiency_difference(noise, base, noise, better, **kw)
+    assert swapped["overall"]["verdict"] == "worse"
+    assert swapped["overall"]["diff"] == pytest.approx(-d["overall"]["diff"])
+    # the point values are those of efficiency_at_fap, each at its own threshold
+    one = efficiency_at_fap(noise, better, **kw)
+    assert d["overall"]["efficiency_a"] == one["overall"]["efficiency"]
+    assert d["threshold_a"] == one["threshold"]
+    same = paired_efficiency_difference(noise, base, noise, base.copy(), **kw)
+    for row in (same["overall"], *same["by_snr"]):
+        assert row["diff"] == row["low"] == row["high"] == 0.0
+        assert row["verdict"] == "not resolved" and row["p_a_better"] == 0.5
+    assert [interval_verdict(lo, hi) for lo, hi in ((0.1, 0.2), (-0.2, -0.1), (-0.1, 0.1))] == [
+        "better",
+        "worse",
+        "not resolved",
+    ]
+    with pytest.raises(ValueError, match="different samples"):
+        paired_efficiency_difference(noise, base, noise[:-1], base, fap=1e-2)
+
+
+def test_paired_auc_difference_uses_the_shared_verdict(detector, monkeypatch):
+    from g2res.ensemble import metrics
+
+    y, p, _ = detector
+    monkeypatch.setattr(metrics, "interval_verdict", lambda low, high: "sentinel")
+    assert metrics.paired_auc_difference(y, p, p, n_boot=10)["verdict"] == "sentinel"
