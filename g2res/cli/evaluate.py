@@ -13,7 +13,9 @@ def add_parser(sub) -> None:
         description=(
             "Score SUBMISSION (id,target) against LABELS (id,target, e.g. a simulation's\n"
             "truth/test_labels.csv) with the metrics of cv-train; with --injections, the\n"
-            "detection efficiency per SNR bin at a fixed false-positive rate."
+            "detection efficiency per SNR bin at a fixed false-positive rate; and, as a search\n"
+            "reports it, the efficiency at each --fap (overall, per SNR bin with --injections)\n"
+            "with 95% bootstrap intervals over noise and signals (paired with --against)."
         ),
     )
     p.add_argument("submission", metavar="SUBMISSION", help="submission CSV (id,target)")
@@ -35,7 +37,16 @@ def add_parser(sub) -> None:
         help="another submission of the same ids: report this one's AUC minus its AUC with\n"
         "a 95%% paired bootstrap interval (per SNR bin with --injections)",
     )
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for --against")
+    p.add_argument(
+        "--fap",
+        type=float,
+        nargs="+",
+        default=[1e-2, 1e-3],
+        metavar="P",
+        help="false-alarm probabilities (share of the noise at or above the threshold) of\n"
+        "the efficiency report; each needs at least 1/P noise samples, else it is skipped",
+    )
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of the intervals")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
     p.add_argument(
         "--misses",
@@ -73,6 +84,7 @@ def run(args) -> int:
         seed=args.seed,
         misses=args.misses,
         misses_snr=args.misses_snr,
+        faps=tuple(args.fap),
     )
     print(format_report(result))
     if args.json:

@@ -13,6 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from g2res.ensemble.far_report import (
+    DEFAULT_FAPS,
+    fap_report,
+    format_fap,
+    format_paired_fap,
+    paired_fap_report,
+)
 from g2res.ensemble.submission import (
     COLUMNS,
     SubmissionError,
@@ -75,6 +82,7 @@ def evaluate(
     seed: int = 0,
     misses: int = 0,
     misses_snr: tuple[float, float] | None = None,
+    faps=DEFAULT_FAPS,
 ) -> dict:
     """Metrics of ``submission`` against ``labels`` (id,target CSV).
 
@@ -88,6 +96,13 @@ def evaluate(
     ``misses`` > 0 lists that many signals in ``misses`` (:func:`worst_signals`, within
     ``misses_snr`` = (lo, hi) of network SNR, which needs ``injections``): which
     signals cost the AUC, and, with ``against``, which ones the other submission finds.
+
+    ``efficiency_at_fap`` is the low false-alarm report (:mod:`g2res.ensemble.far_report`):
+    per false-alarm probability of ``faps`` (share of the noise at or above the threshold),
+    the efficiency overall and per SNR bin (with ``injections``) with a 95% bootstrap
+    interval over noise and signals; with ``against``, ``against["efficiency_at_fap"]``
+    holds the paired differences of efficiencies and their verdicts. A FAP the noise
+    samples cannot resolve (fewer than 1 / fap) is listed as skipped, with a warning.
     """
     from g2res.ensemble import metrics as m
 
@@ -109,6 +124,8 @@ def evaluate(
         snr = read_snr(injections, sub["id"])
         eff = m.efficiency_vs_snr(y, p, snr, fpr=fpr)
         result["efficiency"] = _plain(eff)
+    boot = {"faps": faps, "n_boot": n_boot, "seed": seed}
+    result["efficiency_at_fap"] = fap_report(y, p, snr, **boot)
     if against is not None:
         other = read_csv_ids(against, "submission")
         align_labels(other, truth, name=str(against))  # same ids, valid targets
@@ -119,13 +136,15 @@ def evaluate(
             "by_snr": None
             if snr is None
             else _plain(m.paired_auc_by_snr(y, p, q, snr, n_boot=n_boot, seed=seed)),
+            "efficiency_at_fap": paired_fap_report(y, p, q, snr, **boot),
         }
     if misses:
         table = worst_signals(sub["id"], y, p, misses, snr, misses_snr, q, injections)
         result["misses"] = _plain(table)
     result["plots"] = []
     if plots is not None:
-        result["plots"] = [str(f) for f in _make_plots(Path(plots), y, p, snr, fpr)]
+        made = _make_plots(Path(plots), y, p, snr, fpr, result["efficiency_at_fap"])
+        result["plots"] = [str(f) for f in made]
     return result
 
 
@@ -177,11 +196,14 @@ def _plain(obj):
     return obj
 
 
-def _make_plots(out: Path, y, p, snr, fpr) -> list[Path]:
+def _make_plots(out: Path, y, p, snr, fpr, at_fap=None) -> list[Path]:
     from g2res.ensemble import plots as pl
 
     out.mkdir(parents=True, exist_ok=True)
-    return list(pl.evaluation_plots(out, y, p, snr=snr, fpr=fpr))
+    paths = list(pl.evaluation_plots(out, y, p, snr=snr, fpr=fpr))
+    if snr is not None and at_fap and any(r.get("by_snr") for r in at_fap):
+        paths.append(pl.efficiency_fap_plot(at_fap, out / "efficiency_fap.png"))
+    return paths
 
 
 def format_report(result: dict) -> str:
@@ -205,6 +227,7 @@ def format_report(result: dict) -> str:
                     f"{v:>12.3f}" if isinstance(v, float) else f"{v!s:>12}" for v in row.values()
                 )
             )
+    lines.extend(format_fap(result.get("efficiency_at_fap")))
     vs = result.get("against")
     if vs:
         lines.append(f"AUC minus that of {vs['submission']} (95% paired bootstrap interval):")
@@ -215,6 +238,8 @@ def format_report(result: dict) -> str:
             lines.append(
                 f"  {name:<14}{d['diff']:+.4f}  [{d['low']:+.4f}, {d['high']:+.4f}]  {d['verdict']}"
             )
+    if vs:
+        lines.extend(format_paired_fap(vs.get("efficiency_at_fap"), vs["submission"]))
     worst = result.get("misses")
     if worst:
         other = ", cost_other: the same for --against" if "cost_other" in worst[0] else ""

@@ -20,6 +20,7 @@ __all__ = [
     "roc_curve_plot",
     "confusion_plot",
     "efficiency_plot",
+    "efficiency_fap_plot",
     "evaluation_plots",
     "regression_scatter",
 ]
@@ -127,6 +128,27 @@ def efficiency_plot(
            title=f"detection efficiency at false-positive rate {fpr}")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend()
+    return _save(fig, path)
+
+
+def efficiency_fap_plot(reports, path: str | os.PathLike, label: str = "model") -> Path:
+    """Efficiency vs network SNR at each false-alarm probability, the 95% bootstrap
+    interval as a band; ``reports``: the list of
+    :func:`g2res.ensemble.far_report.fap_report` (skipped FAPs and reports without SNR
+    bins are left out)."""
+    fig, (ax,) = _figure(1, 5.5, 4.0)
+    for i, r in enumerate(x for x in reports if x.get("by_snr")):
+        t = pd.DataFrame(r["by_snr"])
+        hi = np.where(np.isfinite(t["snr_high"]), t["snr_high"], t["snr_low"] + 4)
+        centre = 0.5 * (t["snr_low"] + hi)
+        color = f"C{i % 10}"
+        ax.fill_between(centre, t["low"], t["high"], color=color, alpha=0.25, lw=0)
+        name = f"{label}, FAP {r['fap']:g} (all: {r['overall']['efficiency']:.3f})"
+        ax.plot(centre, t["efficiency"], "o-", color=color, ms=4, label=name)
+    ax.set(xlabel="network SNR (bin centre)", ylabel="efficiency", ylim=(-0.02, 1.02),
+           title="efficiency at fixed false-alarm probability (95% band)")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
     return _save(fig, path)
 
 
