@@ -160,3 +160,63 @@ def test_evaluate_lists_the_signals_one_run_misses_and_another_finds(scored, cap
     assert rc == 0 and "cost the most AUC" in out and both in out and only_here in out
     with pytest.raises(ValueError, match="injections table"):
         evaluate(*args, misses=2, misses_snr=(8.0, 10.0))
+
+
+def test_evaluate_reports_efficiency_at_fixed_false_alarm_probabilities(tmp_path, rng, capsys):
+    """evaluation.json holds the efficiency at FAP 1e-2 and 1e-3 per SNR bin with intervals
+    (noise scores N(0,1), signals shifted by 0.4 SNR: the Gaussian formula per bin), the
+    paired differences with --against, and the efficiency_fap.png plot."""
+    import json
+
+    from scipy.stats import norm
+
+    from g2res.cli import main
+
+    n_noise, n_sig = 2000, 1000
+    ids = [f"{v:010x}" for v in rng.choice(2**36, n_noise + n_sig, replace=False)]
+    y = np.r_[np.zeros(n_noise, int), np.ones(n_sig, int)]
+    snr = np.r_[np.zeros(n_noise), rng.uniform(4, 12, n_sig)]
+    stat = rng.normal(size=len(y)) + 0.4 * snr
+    pd.DataFrame({"id": ids, "target": y}).to_csv(tmp_path / "labels.csv", index=False)
+    pd.DataFrame({"id": ids, "snr_network": snr}).to_csv(tmp_path / "inj.csv", index=False)
+    for name, s in (("a", stat), ("b", stat - 1.0 * y)):  # b: quieter signals
+        pd.DataFrame({"id": ids, "target": norm.cdf(s - 3)}).to_csv(
+            tmp_path / f"{name}.csv", index=False
+        )
+    rc = main(["evaluate", str(tmp_path / "a.csv"), "--labels", str(tmp_path / "labels.csv"),
+               "--injections", str(tmp_path / "inj.csv"), "--against", str(tmp_path / "b.csv"),
+               "--plots", str(tmp_path / "plots"), "--n-boot", "300",
+               "--json", str(tmp_path / "evaluation.json")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0 and "efficiency at FAP 0.001" in out and "efficiency at FAP 0.01" in out
+    res = json.loads((tmp_path / "evaluation.json").read_text())
+    reports = res["efficiency_at_fap"]
+    assert [r["fap"] for r in reports] == [0.01, 0.001]
+    for r in reports:
+        assert r["n_noise"] == n_noise and 0 < r["fap_achieved"] <= r["fap"]
+        effs = [b["efficiency"] for b in r["by_snr"]]
+        assert effs == sorted(effs) and sum(b["n_signals"] for b in r["by_snr"]) == n_sig
+        for b in r["by_snr"]:
+            assert 0 <= b["low"] <= b["efficiency"] <= b["high"] <= 1
+            mid = 0.4 * 0.5 * (b["snr_low"] + b["snr_high"])
+            assert abs(b["efficiency"] - (1 - norm.cdf(norm.isf(r["fap"]) - mid))) < 0.15
+    at2 = reports[0]["overall"]["efficiency"]
+    assert reports[1]["overall"]["efficiency"] < at2  # a lower FAP finds fewer signals
+    paired = res["against"]["efficiency_at_fap"]
+    assert [r["fap"] for r in paired] == [0.01, 0.001]
+    assert paired[0]["overall"]["verdict"] == "better" and paired[0]["overall"]["diff"] > 0.1
+    assert paired[0]["overall"]["efficiency_a"] == pytest.approx(at2)
+    assert (tmp_path / "plots" / "efficiency_fap.png").stat().st_size > 1000
+    assert str(tmp_path / "plots" / "efficiency_fap.png") in res["plots"]
+
+    # too few noise samples for 1e-3: skipped with a warning, 1e-2 still reported
+    keep = np.r_[np.arange(500), np.arange(n_noise, n_noise + n_sig)]
+    lab = pd.read_csv(tmp_path / "labels.csv", dtype={"id": str}).iloc[keep]
+    lab.to_csv(tmp_path / "few.csv", index=False)
+    sub = pd.read_csv(tmp_path / "a.csv", dtype={"id": str}).iloc[keep]
+    sub.to_csv(tmp_path / "a_few.csv", index=False)
+    from g2res.ensemble.evaluate import evaluate
+
+    with pytest.warns(UserWarning, match="needs at least 1000 noise samples"):
+        few = evaluate(tmp_path / "a_few.csv", tmp_path / "few.csv", n_boot=50)
+    assert "skipped" in few["efficiency_at_fap"][1] and few["efficiency_at_fap"][0]["overall"]
