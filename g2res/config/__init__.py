@@ -40,6 +40,9 @@ class SimulateConfig:
     n_test: int = 1000  # test samples
     snr: tuple[float, float] = (4.0, 16.0)  # network optimal SNR range of injections
     signal_fraction: float = 0.5  # fraction of samples with target 1
+    # fraction of the test split with target 1; None: signal_fraction (a low-FAP test set
+    # wants many noise samples: 5,000 noise + 2,000 signals is 2/7)
+    test_signal_fraction: float | None = None
     approximant: str = "IMRPhenomXPHM"  # lalsimulation approximant
     psd: str | None = None  # PSD file (frequency + one PSD column per detector); None: design
     merger_window: tuple[float, float] = (1.5, 1.9)  # s, merger time range in the 2-s window

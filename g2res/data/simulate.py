@@ -160,6 +160,8 @@ def check_config(config: SimulateConfig) -> None:
         raise ValueError(f"snr range {c.snr}: need 0 < MIN <= MAX")
     if not 0 <= c.signal_fraction <= 1:
         raise ValueError(f"signal_fraction {c.signal_fraction}: need a value in [0, 1]")
+    if c.test_signal_fraction is not None and not 0 <= c.test_signal_fraction <= 1:
+        raise ValueError(f"test_signal_fraction {c.test_signal_fraction}: need a value in [0, 1]")
     if not 0 <= c.merger_window[0] <= c.merger_window[1] <= DURATION:
         raise ValueError(f"merger_window {c.merger_window} s: need 0 <= START <= END <= 2")
     if not 0 < c.mass_range[0] <= c.mass_range[1]:
@@ -167,6 +169,12 @@ def check_config(config: SimulateConfig) -> None:
     if c.workers < 1:
         raise ValueError(f"workers={c.workers}: need at least 1")
     _approximant(c.approximant)
+
+
+def _test_fraction(config: SimulateConfig) -> float:
+    """Share of signals in the test split (``test_signal_fraction``, else ``signal_fraction``)."""
+    t = config.test_signal_fraction
+    return config.signal_fraction if t is None else t
 
 
 def _clear_previous(out: Path) -> None:
@@ -212,7 +220,7 @@ def simulate(
     targets = np.concatenate(
         [
             make_targets(config.n_train, config.signal_fraction, label_rng),
-            make_targets(config.n_test, config.signal_fraction, label_rng),
+            make_targets(config.n_test, _test_fraction(config), label_rng),
         ]
     )
     tasks = [(i, split_of[i], ids[i], int(targets[i])) for i in range(n_total)]

@@ -162,6 +162,7 @@ def test_refuses_non_empty_dir_and_force_replaces(tmp_path):
         (dict(snr=(5.0, 2.0)), ValueError, "snr"),
         (dict(merger_window=(1.5, 2.5)), ValueError, "merger_window"),
         (dict(signal_fraction=1.5), ValueError, "signal_fraction"),
+        (dict(test_signal_fraction=-0.1), ValueError, "test_signal_fraction"),
     ],
 )
 def test_bad_settings_fail_before_writing(tmp_path, change, error, message):
@@ -169,6 +170,16 @@ def test_bad_settings_fail_before_writing(tmp_path, change, error, message):
     with pytest.raises(error, match=message):
         simulate(out, SimulateConfig(n_train=2, n_test=2, **change), progress=False)
     assert not out.exists()
+
+
+def test_test_signal_fraction_sets_the_test_split_only(tmp_path):
+    """A low-FAP test set: mostly noise in test, the training split keeps signal_fraction."""
+    import pandas as pd
+
+    cfg = SimulateConfig(n_train=4, n_test=10, signal_fraction=0.5, test_signal_fraction=0.2)
+    out = simulate(tmp_path / "data", cfg, seed=2, progress=False)
+    assert pd.read_csv(out / "truth" / "test_labels.csv")["target"].sum() == 2
+    assert pd.read_csv(out / "training_labels.csv")["target"].sum() == 2
 
 
 def test_cli(tmp_path, capsys):
