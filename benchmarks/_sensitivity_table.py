@@ -3,7 +3,10 @@
 One row per method (a submission-format ``id,target`` CSV scored on the simulated test
 split): ROC AUC overall, AUC per network-SNR bin (all noise samples vs the bin's
 signals) and detection efficiency at 1% false-positive rate per bin, all from
-``g2res.train.metrics``; then each AUC over the oracle's.
+``g2res.train.metrics``; then each AUC over the oracle's. Beside it, the low false-alarm
+table: efficiency at each false-alarm probability of ``FAPS`` overall and per bin with
+95% bootstrap intervals (noise and signals resampled), and the paired differences of
+efficiencies against the bank with their verdicts (:mod:`g2res.ensemble.far`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ from g2res.train import metrics as m
 
 SNR_EDGES = (4.0, 6.0, 8.0, 10.0, 12.0, 16.0)  # the bins of issue 7
 FPR = 0.01
+FAPS = (1e-2, 1e-3)  # false-alarm probabilities of the efficiency report
+N_BOOT = 2000
 GOAL_RATIO = 0.97
+# test split sizes of the low-FAP report: FAP 1e-3 needs >= 1,000 noise samples, and
+# >= 5 noise samples above the threshold keep its bootstrap interval meaningful
+N_TEST_NOISE, N_TEST_SIGNALS = 5000, 2000
 
 
 def bin_name(lo: float, hi: float) -> str:
@@ -91,7 +99,102 @@ def score(name: str, submission: str | os.PathLike, data_dir: str | os.PathLike)
     row["n_bins"] = {
         bin_name(a, b): int(n) for a, b, n in zip(auc.snr_low, auc.snr_high, auc.n_signals)
     }
+    row["n_noise"] = int((y == 0).sum())
+    row["eff_fap"] = fap_efficiencies(y, p, snr)
     return row
+
+
+def fap_key(fap: float) -> str:
+    return f"{fap:g}"
+
+
+def _by_bin(report: dict, fields) -> dict:
+    """{"all": row, "<lo>-<hi>": row or None per bin of BIN_NAMES} of a far report."""
+    got = {bin_name(r["snr_low"], r["snr_high"]): r for r in report["by_snr"] or []}
+    keep = lambda r: {k: r[k] for k in fields}  # noqa: E731
+    return {"all": keep(report["overall"])} | {
+        b: (keep(got[b]) if b in got else None) for b in BIN_NAMES
+    }
+
+
+def fap_efficiencies(y, p, snr, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """{fap: {"threshold", "fap_achieved", "all": {...}, "<bin>": {...}}} with
+    efficiency, low, high, n_signals per entry; {"skipped": reason} for a FAP the noise
+    cannot resolve."""
+    from g2res.ensemble.far_report import fap_report
+
+    out = {}
+    for r in fap_report(y, p, snr, faps=FAPS, bins=SNR_EDGES, n_boot=n_boot, seed=seed) or []:
+        if "skipped" in r:
+            out[fap_key(r["fap"])] = {"skipped": r["skipped"]}
+            continue
+        fields = ("efficiency", "low", "high", "n_signals")
+        head = {"threshold": r["threshold"], "fap_achieved": r["fap_achieved"]}
+        out[fap_key(r["fap"])] = head | _by_bin(r, fields)
+    return out
+
+
+def paired_efficiency(
+    sub_a: str | os.PathLike,
+    sub_b: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> dict:
+    """Efficiency at each FAP of ``FAPS`` of submission ``sub_a`` minus that of ``sub_b``,
+    overall ("all") and per SNR bin, each with its 95% paired bootstrap interval and
+    verdict (:func:`g2res.ensemble.far.paired_efficiency_difference`): {fap: {bin: row}}."""
+    from g2res.ensemble.far_report import paired_fap_report
+
+    y, pa, snr = load_scores(sub_a, data_dir)
+    _, pb, _ = load_scores(sub_b, data_dir)
+    reports = paired_fap_report(y, pa, pb, snr, FAPS, SNR_EDGES, n_boot=n_boot, seed=seed)
+    fields = ("efficiency_a", "efficiency_b", "diff", "low", "high", "p_a_better", "verdict")
+    return {
+        fap_key(r["fap"]): ({"skipped": r["skipped"]} if "skipped" in r else _by_bin(r, fields))
+        for r in reports or []
+    }
+
+
+def format_paired_efficiency(paired: dict) -> str:
+    """Lines of :func:`paired_efficiency`: per FAP and bin, a vs b, difference, interval."""
+    lines = []
+    for fap, rows in paired.items():
+        if "skipped" in rows:
+            lines.append(f"  FAP {fap}: not reported ({rows['skipped']})")
+            continue
+        for k, d in rows.items():
+            if d is not None:
+                lines.append(
+                    f"  FAP {fap:>6} {k:>8}: {d['efficiency_a']:.3f} vs {d['efficiency_b']:.3f}"
+                    f"  {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]  {d['verdict']}"
+                )
+    return "\n".join(lines)
+
+
+def format_fap_table(table: list[dict]) -> str:
+    """Efficiency at each FAP, overall and per bin, as 'eff [low-high]' cells."""
+
+    def cell(d):
+        return (
+            f"{'-':>17s}"
+            if d is None
+            else f"{d['efficiency']:.3f} [{d['low']:.2f}-{d['high']:.2f}]"
+        )
+
+    width = max(len(r["method"]) for r in table) + 1
+    cols = ["all", *BIN_NAMES]
+    head = f"{'method':{width}s}{'FAP':>7s} " + " ".join(f"{c:>17s}" for c in cols)
+    lines = [head, "-" * len(head)]
+    for r in table:
+        for fap, rows in r["eff_fap"].items():
+            body = (
+                f"not reported: {rows['skipped']}"
+                if "skipped" in rows
+                else " ".join(cell(rows[c]) for c in cols)
+            )
+            lines.append(f"{r['method']:{width}s}{fap:>7s} {body}")
+    return "\n".join(lines)
 
 
 def add_ratios(table: list[dict], reference: str = "oracle") -> float | None:
@@ -156,6 +259,8 @@ def result_fields(table: list[dict], verdict, timer: Timer) -> dict:
 
     return {
         "fpr": FPR,
+        "faps": list(FAPS),
+        "n_boot": N_BOOT,
         "snr_bins": BIN_NAMES,
         "table": table,
         "goal": verdict,
@@ -192,6 +297,11 @@ def format_table(table: list[dict]) -> str:
         )
     n = table[0]["n_bins"]
     lines.append(f"signals per bin: {', '.join(f'{b}: {n.get(b, 0)}' for b in BIN_NAMES)}")
+    if table[0].get("n_noise") is not None:
+        lines.append(f"noise samples: {table[0]['n_noise']}")
+    if all("eff_fap" in r for r in table):
+        lines += ["", "efficiency at false-alarm probability (95% bootstrap interval):"]
+        lines.append(format_fap_table(table))
     return "\n".join(lines)
 
 
@@ -211,7 +321,8 @@ def markdown_table(table: list[dict]) -> str:
 
 
 def plot(table: list[dict], path: str | os.PathLike, title: str = "") -> Path:
-    """AUC and efficiency at 1% FPR per SNR bin, one line per method; written atomically."""
+    """AUC and efficiency at each FAP of ``FAPS`` (with its 95% band) per SNR bin, one line
+    per method; written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,18 +331,32 @@ def plot(table: list[dict], path: str | os.PathLike, title: str = "") -> Path:
     from g2res.utils import atomic_path
 
     centres = [(a + b) / 2 for a, b in zip(SNR_EDGES[:-1], SNR_EDGES[1:])]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for r in table:
-        for ax, key in zip(axes, ("auc_bins", "eff_bins")):
-            ys = [r[key][b] if r[key][b] is not None else np.nan for b in BIN_NAMES]
-            ax.plot(centres, ys, "o-", label=f"{r['method']} (AUC {r['auc']:.3f})")
+    fig, axes = plt.subplots(1, 1 + len(FAPS), figsize=(5.5 * (1 + len(FAPS)), 4.2))
+    for i, r in enumerate(table):
+        color = f"C{i % 10}"
+        ys = [r["auc_bins"][b] if r["auc_bins"][b] is not None else np.nan for b in BIN_NAMES]
+        axes[0].plot(centres, ys, "o-", color=color, label=f"{r['method']} (AUC {r['auc']:.3f})")
+        for ax, fap in zip(axes[1:], FAPS):
+            rows = r.get("eff_fap", {}).get(fap_key(fap))
+            if not rows or "skipped" in rows:
+                continue
+            cells = [rows[b] or {"efficiency": np.nan, "low": np.nan, "high": np.nan}
+                     for b in BIN_NAMES]  # fmt: skip
+            eff, low, high = (
+                np.array([c[k] for c in cells], float) for k in ("efficiency", "low", "high")
+            )
+            ax.fill_between(centres, low, high, color=color, alpha=0.2, lw=0)
+            ax.plot(centres, eff, "o-", color=color,
+                    label=f"{r['method']} (all {rows['all']['efficiency']:.3f})")  # fmt: skip
     axes[0].set_ylabel("ROC AUC (noise vs the bin's signals)")
-    axes[1].set_ylabel(f"efficiency at {FPR:.0%} false-positive rate")
+    for ax, fap in zip(axes[1:], FAPS):
+        ax.set_ylabel(f"efficiency at false-alarm probability {fap:g} (95% band)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7, loc="lower right")
     for ax in axes:
         ax.set_xlabel("network optimal SNR (bin centre)")
         ax.set_xticks(centres, BIN_NAMES)
         ax.grid(alpha=0.3)
-    axes[1].set_ylim(-0.02, 1.02)
     axes[0].legend(fontsize=8, loc="lower right")
     if title:
         fig.suptitle(title, fontsize=10)
