@@ -1,7 +1,8 @@
 """How sensitive is g2res next to a matched-filter search? (issue 7)
 
-On one simulated data set (default 2,000 train / 1,000 test, network SNR 4-16, the
-simulator's precessing IMRPhenomXPHM signals) this
+On one simulated data set (default 2,000 train / 7,000 test = 5,000 noise + 2,000 signals,
+enough noise for false-alarm probability 1e-3; network SNR 4-16, the simulator's
+precessing IMRPhenomXPHM signals) this
 
 1. simulates -> WORKDIR/data and preprocesses -> WORKDIR/cache;
 2. trains one recipe with cv-train -> WORKDIR/runs/<name> and ensembles its folds with
@@ -11,7 +12,9 @@ simulator's precessing IMRPhenomXPHM signals) this
 4. prints one table -- test AUC overall and per network-SNR bin (4-6, ..., 12-16; all
    noise vs the bin's signals), efficiency at 1% false-positive rate per bin, each AUC
    over the oracle's -- and whether the goals hold (ensemble AUC >= 0.97 x oracle; the
-   ensemble beats the bank, which does not model precession);
+   ensemble beats the bank, which does not model precession); then the efficiency at
+   false-alarm probabilities 1e-2 and 1e-3 overall and per bin with 95% bootstrap
+   intervals, and its paired difference from the bank with verdicts;
 5. writes benchmarks/results/sensitivity.json and sensitivity.png.
 
 Every step whose output exists in WORKDIR is reused (an interrupted cv-train resumes),
@@ -53,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workdir", required=True, help="data, cache, runs and submissions")
     p.add_argument("--recipe", default=str(ROOT / "pipelines" / "cqt-resnet18.yaml"))
     p.add_argument("--n-train", type=int, default=2000)
-    p.add_argument("--n-test", type=int, default=1000)
+    add_test_size_args(p)
     p.add_argument("--snr", type=float, nargs=2, default=(4.0, 16.0), metavar=("LO", "HI"))
     p.add_argument("--approximant", default="IMRPhenomXPHM", help="of the simulated signals")
     p.add_argument("--folds", type=int, default=3)
@@ -82,6 +85,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def add_test_size_args(p: argparse.ArgumentParser) -> None:
+    """--n-test-noise / --n-test-signals: the test split (FAP 1e-3 needs >= 1,000 noise)."""
+    p.add_argument(
+        "--n-test-noise",
+        type=int,
+        default=st.N_TEST_NOISE,
+        help="noise-only test samples (the efficiency at FAP P needs >= 1/P of them)",
+    )
+    p.add_argument("--n-test-signals", type=int, default=st.N_TEST_SIGNALS, help="test signals")
+
+
+def test_split(args) -> dict:
+    """SimulateConfig fields of the test split of ``args`` (see add_test_size_args)."""
+    n_test = args.n_test_noise + args.n_test_signals
+    if args.n_test_noise < 1 or args.n_test_signals < 1:
+        raise SystemExit("--n-test-noise and --n-test-signals: need at least 1 each")
+    return {"n_test": n_test, "test_signal_fraction": args.n_test_signals / n_test}
+
+
 def run_name(name: str, overrides: list[str]) -> str:
     """``name-<8 hex>``: one run directory per recipe and override list, so a reused
     WORKDIR never scores a run trained with other settings. ``submit.*`` overrides do not
@@ -99,6 +121,15 @@ def prepare_data(work: Path, sim, pre, seed: int, timer: st.Timer) -> tuple[Path
     data, cache = work / "data", work / "cache"
     if not (data / "sample_submission.csv").is_file():
         timer("simulate", lambda: simulate(data, sim, seed=seed, force=True))
+    import pandas as pd
+
+    test = pd.read_csv(data / "truth" / "test_labels.csv")
+    want = round(sim.n_test * sim.test_signal_fraction) if sim.test_signal_fraction else None
+    if len(test) != sim.n_test or (want is not None and int(test["target"].sum()) != want):
+        raise SystemExit(
+            f"{data}: its test split holds {len(test)} samples ({int(test['target'].sum())} "
+            f"signals), not the {sim.n_test} asked; use another --workdir or delete {data}"
+        )
     if not (cache / "manifest.json").is_file():
         timer("preprocess", lambda: preprocess(data, cache, pre, seed=seed))
     return data, cache
@@ -189,6 +220,21 @@ def report(
                 f"bins where the {baseline} is better beyond the test set's noise: "
                 + (", ".join(worse) if worse else "none")
             )
+            eff = st.paired_efficiency(subs[model], subs[baseline], data)
+            verdict["paired_eff_vs_bank"] = eff
+            worse_eff = {
+                fap: [k for k, d in rows.items() if k != "all" and d and d["verdict"] == "worse"]
+                for fap, rows in eff.items()
+                if "skipped" not in rows
+            }
+            verdict["bins_resolved_worse_eff"] = worse_eff
+            print(f"efficiency difference ({model} - {baseline}), 95% paired bootstrap interval:")
+            print(st.format_paired_efficiency(eff))
+            for fap, bins in worse_eff.items():
+                print(
+                    f"FAP {fap}: bins where the {baseline} finds more beyond the noise: "
+                    + (", ".join(bins) if bins else "none")
+                )
     return verdict
 
 
@@ -207,7 +253,7 @@ def main(argv=None) -> dict:
     cfg = load_config(args.recipe, overrides)
     sim = SimulateConfig(
         n_train=args.n_train,
-        n_test=args.n_test,
+        **test_split(args),
         snr=tuple(args.snr),
         approximant=args.approximant,
         workers=args.workers,
@@ -227,7 +273,9 @@ def main(argv=None) -> dict:
         "benchmark": "sensitivity",
         "data": {
             "n_train": args.n_train,
-            "n_test": args.n_test,
+            "n_test": args.n_test_noise + args.n_test_signals,
+            "n_test_noise": args.n_test_noise,
+            "n_test_signals": args.n_test_signals,
             "snr": list(args.snr),
             "approximant": args.approximant,
             "psd": "simulator design curves; filters and whitening use the cache's estimate",
@@ -239,7 +287,8 @@ def main(argv=None) -> dict:
         **st.result_fields(table, verdict, timer),
     }
     write_json(args.out, result)
-    st.plot(table, args.plot, title=f"{args.n_train} train / {args.n_test} test, {sim.approximant}")
+    title = f"{args.n_train} train / {args.n_test_noise} noise + {args.n_test_signals} signals test"
+    st.plot(table, args.plot, title=f"{title}, {sim.approximant}")
     print(f"wrote {args.out} and {args.plot}")
     return result
 

@@ -36,7 +36,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _sensitivity_table as st  # noqa: E402
-from sensitivity import baselines, prepare_data, report, run_name, train_and_submit  # noqa: E402
+from sensitivity import (  # noqa: E402
+    add_test_size_args,
+    baselines,
+    prepare_data,
+    report,
+    run_name,
+    test_split,
+    train_and_submit,
+)
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workdir", required=True)
     p.add_argument("--recipe", default=str(ROOT / "pipelines" / "inject-pretrain-resnet1d.yaml"))
     p.add_argument("--n-train", type=int, default=2000)
-    p.add_argument("--n-test", type=int, default=1000)
+    add_test_size_args(p)
     p.add_argument("--pool", default=None, help="existing waveform pool (default WORKDIR/pool)")
     p.add_argument("--pool-size", type=int, default=20_000, help="sources when making the pool")
     p.add_argument("--pretrain-steps", type=int, default=300)
@@ -113,7 +121,7 @@ def main(argv=None) -> dict:
     timer = st.Timer(work / "timings.json")
     sim = SimulateConfig(
         n_train=args.n_train,
-        n_test=args.n_test,
+        **test_split(args),
         snr=(4.0, 16.0),
         approximant="IMRPhenomD",
         psd=str(o3low_psd_file(work / "psd_o3low.txt")),
@@ -173,7 +181,9 @@ def main(argv=None) -> dict:
         "benchmark": "sensitivity_injection",
         "data": {
             "n_train": args.n_train,
-            "n_test": args.n_test,
+            "n_test": args.n_test_noise + args.n_test_signals,
+            "n_test_noise": args.n_test_noise,
+            "n_test_signals": args.n_test_signals,
             "snr": [4.0, 16.0],
             "approximant": "IMRPhenomD",
             "psd": "O3low PSD file (aLIGO H1, x1.3 L1, AdV V1; LIGO-T1800545)",
