@@ -18,7 +18,12 @@ Plain numpy in, plain data (floats, dicts, lists) out. Conventions, used through
 * Intervals are percentile bootstrap intervals that resample the noise (so the threshold
   moves) and the signals (within each SNR bin, keeping each bin's count), every draw from
   one ``seed``. :func:`efficiency_at_fap` and :func:`paired_efficiency_difference` with the
-  same seed, sizes and bins use the same resamples.
+  same seed, sizes and bins use the same resamples. The threshold is an extreme order
+  statistic, which the bootstrap resolves only roughly when few noise samples lie above
+  it (``k`` is reported as ``noise_above``): measured on Gaussian scores (efficiency
+  ~0.3-0.6, 2,000 signals), the 95% interval held the true value in 96% of trials at
+  k = 50 (FAP 1e-2, 5,000 noise) but in 86% at k = 5 (FAP 1e-3, 5,000 noise). Read
+  intervals at k < ~20 as indicative, or simulate more noise: it is cheap.
 """
 
 from __future__ import annotations
@@ -169,7 +174,8 @@ def efficiency_at_fap(
     ``noise_scores`` (n_noise,), overall and, with ``signal_snr`` (n_signal,) network SNRs,
     per SNR bin [lo, hi) of ``bins``, each with a ``level`` bootstrap interval.
 
-    Returns ``{"fap", "n_noise", "threshold", "fap_achieved", "n_boot", "level",
+    Returns ``{"fap", "n_noise", "threshold", "fap_achieved", "noise_above" (k, the
+    noise samples allowed at or above the threshold), "n_boot", "level",
     "overall": {"n_signals", "efficiency", "low", "high"}, "by_snr": [{"snr_low",
     "snr_high", "n_signals", "efficiency", "low", "high"}, ...] or None}``; each resample
     redraws noise (and so the threshold) and signals. Raises :class:`FAPResolutionError`
@@ -203,6 +209,7 @@ def efficiency_at_fap(
         "n_noise": int(noise.size),
         "threshold": threshold,
         "fap_achieved": float((noise >= threshold).mean()),
+        "noise_above": int(k),
         "n_boot": int(n_boot),
         "level": float(level),
         "overall": overall,
@@ -227,7 +234,7 @@ def paired_efficiency_difference(
     with a paired bootstrap interval: every resample draws the same noise and signal
     samples for both, and each submission's threshold is recomputed on that resample.
 
-    Returns ``{"fap", "n_noise", "threshold_a", "threshold_b", "n_boot", "level",
+    Returns ``{"fap", "n_noise", "threshold_a", "threshold_b", "noise_above", "n_boot", "level",
     "overall": row, "by_snr": [row per SNR bin] or None}`` with rows ``{"n_signals",
     "efficiency_a", "efficiency_b", "diff", "low", "high", "p_a_better", "verdict"}``;
     the verdict (better / worse / not resolved) is that of
@@ -278,6 +285,7 @@ def paired_efficiency_difference(
         "n_noise": int(na.size),
         "threshold_a": ta,
         "threshold_b": tb,
+        "noise_above": int(k),
         "n_boot": int(n_boot),
         "level": float(level),
         "overall": row(0, int(sa.size)),
