@@ -94,10 +94,20 @@ def add_test_size_args(p: argparse.ArgumentParser) -> None:
         help="noise-only test samples (the efficiency at FAP P needs >= 1/P of them)",
     )
     p.add_argument("--n-test-signals", type=int, default=st.N_TEST_SIGNALS, help="test signals")
+    p.add_argument(
+        "--n-test",
+        type=int,
+        default=None,
+        help="the earlier runs' test split: N samples, half signals (sets both options above)",
+    )
 
 
 def test_split(args) -> dict:
-    """SimulateConfig fields of the test split of ``args`` (see add_test_size_args)."""
+    """SimulateConfig fields of the test split of ``args`` (see add_test_size_args); sets
+    args.n_test_noise and args.n_test_signals from --n-test when given."""
+    if args.n_test is not None:  # as make_targets splits it
+        args.n_test_signals = int(round(0.5 * args.n_test))
+        args.n_test_noise = args.n_test - args.n_test_signals
     n_test = args.n_test_noise + args.n_test_signals
     if args.n_test_noise < 1 or args.n_test_signals < 1:
         raise SystemExit("--n-test-noise and --n-test-signals: need at least 1 each")
