@@ -320,6 +320,25 @@ def markdown_table(table: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown_fap_table(table: list[dict]) -> str:
+    """The efficiency at each FAP with its 95% interval, in Markdown, for the notes."""
+
+    def cell(d):
+        return "-" if d is None else f"{d['efficiency']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
+
+    cols = ["all", *BIN_NAMES]
+    lines = ["| method | FAP | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    for r in table:
+        for fap, rows in r.get("eff_fap", {}).items():
+            cells = (
+                ["not reported"] * len(cols)
+                if "skipped" in rows
+                else map(cell, map(rows.get, cols))
+            )
+            lines.append(f"| {r['method']} | {fap} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(table: list[dict], path: str | os.PathLike, title: str = "") -> Path:
     """AUC and efficiency at each FAP of ``FAPS`` (with its 95% band) per SNR bin, one line
     per method; written atomically."""
