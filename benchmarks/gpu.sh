@@ -90,7 +90,11 @@ with torch.no_grad():
 
     seen = {}
     conv = next(m for m in model.backbone.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d)))
-    hook = conv.register_forward_hook(lambda m, i, o: seen.setdefault("dtype", o.dtype))
+
+    def record(module, inputs, output):  # returns None: the output is left as it is
+        seen.setdefault("dtype", output.dtype)
+
+    hook = conv.register_forward_hook(record)
     with torch.autocast(device.type, dtype=amp_dtype):
         z_amp = model(x).float()
     hook.remove()
@@ -101,7 +105,7 @@ with torch.no_grad():
 
     t_front = timed(lambda: model.frontend(x))
     t_fwd = timed(lambda: model(x))
-    row("front-end share of a forward", True, f"{100 * t_front / t_fwd:.0f}% ({32 / t_front:.0f} samples/s)")
+    row("front-end share of a forward", None, f"{100 * t_front / t_fwd:.0f}% ({32 / t_front:.0f} samples/s)")
 
 model.train()
 y = (torch.arange(32, device=device) % 2).float().reshape(-1, 1)
@@ -120,7 +124,7 @@ def steps(amp, n=10):
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
 
     seconds = timed(one, n)
     return 32 / seconds, losses, scaler
@@ -226,12 +230,16 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 G2=("$PY" -m g2res)
 FAILED=0
 
-# step NAME TIMEOUT_S CMD...: run CMD with its output in logs/NAME.log, add a table row.
+# logfile NAME: the log of step NAME (spaces and brackets replaced).
+logfile() { echo "$WORK/logs/${1//[^A-Za-z0-9._-]/_}.log"; }
+
+# step NAME TIMEOUT_S CMD...: run CMD with its output in logfile NAME, add a table row.
 step() {
     local name=$1 limit=$2
     shift 2
-    local t0=$SECONDS
-    if timeout "$limit" "$@" >"$WORK/logs/$name.log" 2>&1; then
+    local t0=$SECONDS log
+    log=$(logfile "$name")
+    if timeout "$limit" "$@" >"$log" 2>&1; then
         printf '%s\tok\t%ss\n' "$name" $((SECONDS - t0)) >>"$TABLE"
         return 0
     fi
@@ -239,9 +247,9 @@ step() {
     FAILED=1
     local why="exit $rc"
     [[ $rc -eq 124 ]] && why="timed out after ${limit}s"
-    printf '%s\tFAIL\t%s (log: %s)\n' "$name" "$why" "$WORK/logs/$name.log" >>"$TABLE"
-    echo "--- $name failed ($why); last lines of $WORK/logs/$name.log:" >&2
-    tail -n 15 "$WORK/logs/$name.log" >&2
+    printf '%s\tFAIL\t%s (log: %s)\n' "$name" "$why" "$log" >>"$TABLE"
+    echo "--- $name failed ($why); last lines of $log:" >&2
+    tail -n 15 "$log" >&2
     return 1
 }
 
@@ -249,12 +257,13 @@ step() {
 figure() {
     local name=$1
     shift
-    local out
-    if out=$("$@" 2>"$WORK/logs/$name.err"); then
+    local out err
+    err=$(logfile "$name")
+    if out=$("$@" 2>"$err"); then
         printf '%s\tok\t%s\n' "$name" "$out" >>"$TABLE"
     else
         FAILED=1
-        printf '%s\tFAIL\t%s (see %s)\n' "$name" "${out:-no output}" "$WORK/logs/$name.err" >>"$TABLE"
+        printf '%s\tFAIL\t%s (see %s)\n' "$name" "${out:-no output}" "$err" >>"$TABLE"
     fi
 }
 
@@ -277,7 +286,7 @@ RECIPES=("cqt-resnet18:$ROOT/pipelines/cqt-resnet18.yaml" "resnet1d:$ROOT/pipeli
 BANK_OVERRIDES=()
 if "$PY" -c 'import sys; from g2res.transforms.frontends import list_frontends
 sys.exit(0 if "bank" in list_frontends() else 1)' 2>/dev/null; then
-    bank_recipe=$(grep -l -E 'frontend: *\{ *name: *bank' "$ROOT"/pipelines/*.yaml 2>/dev/null | head -n 1)
+    bank_recipe=$(grep -l -E 'name: *bank' "$ROOT"/pipelines/*.yaml 2>/dev/null | head -n 1)
     if [[ -n "$bank_recipe" ]]; then
         RECIPES+=("bank:$bank_recipe")
     else # no recipe yet: the bank front-end on the ResNet-1D recipe
@@ -297,9 +306,9 @@ for entry in "${RECIPES[@]}"; do
         "${TRAIN[@]}" "${extra[@]}"; then
         figure "cv-train $label throughput" "$PY" "$WORK/py/history_rate.py" "$run/fold0/history.csv"
         "$PY" "$WORK/py/model_check.py" "$label" "$run/fold0/best.pt" "$TABLE" \
-            >"$WORK/logs/check-$label.log" 2>&1 || {
+            >"$(logfile "check-$label")" 2>&1 || {
             FAILED=1
-            printf '%s checks\tFAIL\tsee %s\n' "$label" "$WORK/logs/check-$label.log" >>"$TABLE"
+            printf '%s checks\tFAIL\tsee %s\n' "$label" "$(logfile "check-$label")" >>"$TABLE"
         }
     fi
 done
@@ -307,7 +316,7 @@ done
 # 3. NCCL and DDP over the GPUs present ----------------------------------------------
 TORCHRUN=("$PY" -m torch.distributed.run --standalone --nproc-per-node "$NGPU")
 if step "nccl all_reduce ($NGPU GPU)" 60 "${TORCHRUN[@]}" "$WORK/py/nccl_check.py"; then
-    figure "nccl result" tail -n 1 "$WORK/logs/nccl all_reduce ($NGPU GPU).log"
+    figure "nccl result" tail -n 1 "$(logfile "nccl all_reduce ($NGPU GPU)")"
 fi
 ddp="$WORK/runs/ddp"
 if step "cv-train under torchrun ($NGPU proc)" 150 "${TORCHRUN[@]}" -m g2res cv-train \
