@@ -40,6 +40,13 @@ class SimulateConfig:
     merger_window: tuple[float, float] = (1.5, 1.9)  # s, merger time range in the 2-s window
     mass_range: tuple[float, float] = (7.0, 50.0)  # solar masses, detector-frame component masses
     workers: int = 1  # processes
+    # Non-Gaussian noise (g2res.data.glitches); the defaults leave the data as without them.
+    glitch_rate: float = 0.0  # expected glitches per sample (Poisson), each in one detector
+    glitch_snr: tuple[float, float] = (8.0, 50.0)  # per-detector optimal SNR range of glitches
+    glitch_kinds: list[str] = field(
+        default_factory=lambda: ["sine_gaussian", "blip", "scattered_light"]
+    )
+    psd_drift: float = 0.0  # X: PSD scale in [1-X, 1+X] and a tilt of up to 1+X at 20/500 Hz
 
 
 @dataclass
@@ -87,6 +94,11 @@ class AugmentConfig:
     mask_width: float = 0.1  # s, largest masked stretch
     detector_dropout: float = 0.0  # zero one random detector
     permute_detectors: float = 0.0  # reorder the detector channels at random (H1, L1, V1)
+    glitch: float = 0.0  # add a simulated glitch (g2res.data.glitches) to one random detector
+    glitch_snr: tuple[float, float] = (8.0, 50.0)  # its optimal SNR against the cache's PSD
+    glitch_kinds: list[str] = field(
+        default_factory=lambda: ["sine_gaussian", "blip", "scattered_light"]
+    )
 
 
 @dataclass
