@@ -339,7 +339,8 @@ class FoldTrainer:
             if not 0 < tc.ema < 1:
                 raise ValueError(f"train.ema={tc.ema}: an EMA decay is in (0, 1), e.g. 0.999")
             self.ema = AveragedModel(model, multi_avg_fn=ema_update(tc.ema), use_buffers=True)
-        self.augment = Augment(cfg.augment, self.cache.sample_rate).to(self.device).train()
+        self.augment = Augment(cfg.augment, self.cache.sample_rate, cache=self.cache)
+        self.augment = self.augment.to(self.device).train()
         self.injections = None
         inj = cfg.injection
         if inj.mode == "mix" and inj.mix_fraction > 0:
