@@ -239,11 +239,12 @@ step() {
     shift 2
     local t0=$SECONDS log
     log=$(logfile "$name")
-    if timeout "$limit" "$@" >"$log" 2>&1; then
+    local rc=0
+    timeout "$limit" "$@" >"$log" 2>&1 || rc=$?
+    if ((rc == 0)); then
         printf '%s\tok\t%ss\n' "$name" $((SECONDS - t0)) >>"$TABLE"
         return 0
     fi
-    local rc=$?
     FAILED=1
     local why="exit $rc"
     [[ $rc -eq 124 ]] && why="timed out after ${limit}s"

@@ -146,12 +146,17 @@ class MatchedFilter:
         per_det = pooled.gather(-1, lag[:, :, None, None].expand(b, t, 3, 1))[..., 0]
         return stat, lag, per_det
 
-    def filter(self, x: np.ndarray, u: torch.Tensor, template_batch: int = 64) -> dict:
+    def filter(
+        self, x: np.ndarray, u: torch.Tensor, template_batch: int = 64, chisq_bins: int = 0
+    ) -> dict:
         """Best network statistic of data ``x`` (batch, 3, n) over templates ``u``
         (T, 3, f) or per sample (batch, T, 3, f).
 
         Returns numpy arrays (batch,): ``snr`` (network SNR), ``template`` (index),
-        ``time`` (s, H1 lag of the peak) and ``snr_H1``, ``snr_L1``, ``snr_V1``.
+        ``time`` (s, H1 lag of the peak) and ``snr_H1``, ``snr_L1``, ``snr_V1``. With
+        ``chisq_bins`` p > 0 templates are ranked by the network re-weighted SNR
+        (:mod:`g2res.baselines.chisq`), returned as ``newsnr``, with ``chisq_r_<det>`` and
+        ``newsnr_<det>`` of each detector at the peak (``snr`` etc. of the same template).
         """
         d = self.data_spectra(x)
         n = d.shape[0]
@@ -160,13 +165,31 @@ class MatchedFilter:
         lag = torch.zeros(n, dtype=torch.long, device=self.device)
         dets = torch.zeros((n, 3), device=self.device)
         n_templates = u.shape[-3]
+        # --- chi-squared veto (g2res.baselines.chisq): rank by the re-weighted statistic
+        veto = {} if chisq_bins else None
+        if chisq_bins:
+            from g2res.baselines.chisq import reweighted_network
+
+            rank = torch.full((n,), -1.0, dtype=torch.float64, device=self.device)
+            veto = {k: torch.zeros((n, 3), dtype=torch.float64) for k in ("chisq_r", "newsnr")}
+        # --- end chi-squared veto
         with torch.no_grad():
             for s in range(0, n_templates, template_batch):
                 chunk = u[..., s : s + template_batch, :, :]
-                stat, lags, per = self.network(self.snr_series(d, chunk))
-                value, j = stat.max(1)
-                better = value > best
+                z = self.snr_series(d, chunk)
+                stat, lags, per = self.network(z)
                 rows = torch.arange(n, device=self.device)
+                if veto is None:
+                    value, j = stat.max(1)
+                    better = value > best
+                else:  # --- chi-squared veto
+                    rw = reweighted_network(d, chunk, z, lags, self.pool, chisq_bins)
+                    value, j = rw["stat"].max(1)
+                    better = value > rank
+                    rank = torch.where(better, value, rank)
+                    for k in veto:
+                        veto[k] = torch.where(better[:, None].cpu(), rw[k][rows, j].cpu(), veto[k])
+                    value = stat[rows, j]  # --- end chi-squared veto
                 best = torch.where(better, value, best)
                 index = torch.where(better, j + s, index)
                 lag = torch.where(better, lags[rows, j], lag)
@@ -178,6 +201,10 @@ class MatchedFilter:
         }
         for k, det in enumerate(DETECTORS):
             out[f"snr_{det}"] = dets[:, k].clamp(min=0).sqrt().cpu().numpy().astype(np.float64)
+        if veto is not None:  # --- chi-squared veto
+            out["newsnr"] = rank.clamp(min=0).sqrt().cpu().numpy()
+            for key, k, det in ((key, k, det) for key in veto for k, det in enumerate(DETECTORS)):
+                out[f"{key}_{det}"] = veto[key][:, k].numpy()
         return out
 
 
@@ -306,6 +333,7 @@ def matched_filter(
     seed: int = 0,
     force: bool = False,
     progress: bool = True,
+    chisq_bins: int = 0,
 ) -> pd.DataFrame:
     """``g2res baseline matched-filter``: filter every sample of ``split`` and write
 
@@ -314,7 +342,9 @@ def matched_filter(
       the best template (index and parameters; for the oracle the injection id).
 
     The bank is loaded from ``bank`` (a ``.npz`` from ``save_bank``) or placed for
-    ``psd``. Returns the companion table.
+    ``psd``. With ``chisq_bins`` p > 0 the chi-squared veto re-weights the SNRs and the
+    submission ranks the network re-weighted SNR (companion columns ``newsnr``,
+    ``chisq_r_<det>``, ``newsnr_<det>``). Returns the companion table.
     """
     from tqdm.auto import tqdm
 
@@ -323,6 +353,10 @@ def matched_filter(
     for path in (out, raw_out):
         if path.exists() and not force:
             raise FileExistsError(f"{path} already exists; pass --force to overwrite it")
+    if chisq_bins:
+        from g2res.baselines.chisq import chisq_dof
+
+        chisq_dof(chisq_bins)  # fewer than 2 bins fails before the bank is placed
     ids = split_ids(data_dir, split)
     dev = resolve_device(device)
     filt_psd = load_filter_psd(psd)
@@ -351,10 +385,10 @@ def matched_filter(
             if the_oracle is not None:
                 chosen = [the_oracle.template_id(i) for i in batch]
                 u, _ = mf.template_spectra(np.stack([the_oracle.signal(c) for c in chosen]))
-                res = mf.filter(x, u[:, None], template_batch)
+                res = mf.filter(x, u[:, None], template_batch, chisq_bins)
                 extra = {"template_id": chosen}
             else:
-                res = mf.filter(x, templates, template_batch)
+                res = mf.filter(x, templates, template_batch, chisq_bins)
                 extra = {k: getattr(bank, k)[res["template"]] for k in ("mass1", "mass2")}
                 extra.update({k: getattr(bank, k)[res["template"]] for k in ("spin1z", "spin2z")})
             frame = pd.DataFrame({"id": batch, **res, **extra})
@@ -364,7 +398,8 @@ def matched_filter(
     table = pd.concat(rows, ignore_index=True)
     if the_oracle is not None:
         table = table.drop(columns="template")
-    submission = pd.DataFrame({"id": table["id"], "target": rank_probability(table["snr"])})
+    stat = table["newsnr"] if chisq_bins else table["snr"]
+    submission = pd.DataFrame({"id": table["id"], "target": rank_probability(stat)})
     with atomic_open(raw_out, "w", newline="") as fh:
         table.to_csv(fh, index=False)
     with atomic_open(out, "w", newline="") as fh:
