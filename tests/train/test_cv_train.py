@@ -239,5 +239,5 @@ def test_glitch_augmentation_reaches_cv_train(tiny_cache, tmp_path, monkeypatch)
     metrics = cv_train(cfg, tmp_path / "run", progress=False, log=None)
     assert metrics["folds_trained"] == [0]
     n_train = 200  # fold 1 of 2 of the 400 tiny training samples is fold 0's training set
-    assert len(seen) == n_train // 32 + (n_train % 32 > 0) or len(seen) >= n_train // 32
-    assert abs(sum(seen) / n_train - 0.5) < 0.15
+    assert len(seen) >= n_train // 32 - 1  # (nearly) every batch of 32 got glitches
+    assert abs(sum(seen) / n_train - 0.5) < 0.15  # and about half of all samples
