@@ -40,7 +40,7 @@ import time
 
 import torch
 
-from g2res.train.checkpoint import load_fold_model
+from g2res.models.checkpoint import load_fold_model
 
 label, ckpt, table = sys.argv[1:4]
 device = torch.device(sys.argv[4] if len(sys.argv) > 4 else "cuda")
@@ -285,7 +285,7 @@ TRAIN=(--cache "$WORK/cache" --folds 2 --fold 0 --epochs 1 --device cuda -q --fo
 # 2. one epoch per recipe on cuda with AMP, then the model checks ---------------
 RECIPES=("cqt-resnet18:$ROOT/pipelines/cqt-resnet18.yaml" "resnet1d:$ROOT/pipelines/resnet1d.yaml")
 BANK_OVERRIDES=()
-if "$PY" -c 'import sys; from g2res.transforms.frontends import list_frontends
+if "$PY" -c 'import sys; import g2res.models; from g2res.transforms.frontends import list_frontends
 sys.exit(0 if "bank" in list_frontends() else 1)' 2>/dev/null; then
     bank_recipe=$(grep -l -E 'name: *bank' "$ROOT"/pipelines/*.yaml 2>/dev/null | head -n 1)
     if [[ -n "$bank_recipe" ]]; then

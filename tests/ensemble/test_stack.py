@@ -36,7 +36,7 @@ def oof_set(tmp_path, rng):
 
 
 def test_efficiency_at_fap_counts_signals_above_the_noise_quantile():
-    from g2res.train.metrics import threshold_at_fpr
+    from g2res.ensemble.metrics import threshold_at_fpr
 
     noise = np.arange(100.0)  # FAP 1e-2 of 100 noise samples: one may lie above -> t = 98
     signal = np.array([97.5, 98.0, 98.5, 200.0])
