@@ -148,11 +148,12 @@ class MatchedFilter:
 
     def network_power(self, p: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """:meth:`network` of per-detector ``|z|^2`` (batch, T, 3, lags)."""
-        b, t, _, _ = p.shape
         pooled = [p[:, :, 0]] + [sliding_max(p[:, :, k], w) for k, w in enumerate(self.pool, 1)]
-        pooled = torch.stack(pooled, 2)  # (b, t, 3, n)
-        stat, lag = pooled.sum(2).max(-1)
-        per_det = pooled.gather(-1, lag[:, :, None, None].expand(b, t, 3, 1))[..., 0]
+        total = pooled[0] + pooled[1]
+        for part in pooled[2:]:
+            total += part
+        stat, lag = total.max(-1)
+        per_det = torch.stack([part.gather(-1, lag[..., None])[..., 0] for part in pooled], -1)
         return stat, lag, per_det
 
     def filter(

@@ -40,7 +40,7 @@ __all__ = [
 
 # Bytes of (product + output) per chunk: ~1,000 irfft rows of 4096 samples stay in a
 # CPU's caches best (benchmarks/matched_filter.py measures the throughput per chunk).
-CHUNK_BYTES = 24 * 2**20
+CHUNK_BYTES = 16 * 2**20
 
 
 def _no_autocast(device: torch.device):
@@ -115,7 +115,8 @@ def snr_quadratures(data: torch.Tensor, kernels: torch.Tensor, n_lags: int) -> t
 
 def snr_power(quadratures: torch.Tensor) -> torch.Tensor:
     """``|z|^2`` ``(..., n_lags)`` of quadratures ``(..., 2, n_lags)``."""
-    return quadratures.square().sum(-2)
+    re, im = quadratures[..., 0, :], quadratures[..., 1, :]
+    return torch.addcmul(re.square(), im, im)  # one temporary fewer than square().sum()
 
 
 def complex_snr(data: torch.Tensor, kernels: torch.Tensor, n_lags: int) -> torch.Tensor:
