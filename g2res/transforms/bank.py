@@ -391,16 +391,11 @@ class BankFrontend(nn.Module):
             yield s, snr_power(snr_quadratures(spec, kernels[s : s + chunk], self.n_time))
 
     def _topk(self, spec, kernels, chunk) -> torch.Tensor:
-        b, d, _ = spec.shape
-        best = spec.new_zeros((b, 0, d, self.n_time), dtype=torch.float32)
-        score = spec.new_zeros((b, 0), dtype=torch.float32)
-        for _, p in self._chunks(spec, kernels, chunk):  # p (b, c, d, n)
-            best = torch.cat([best, p], 1)
-            score = torch.cat([score, p.amax(-1).sum(-1)], 1)
-            if best.shape[1] > self.k:
-                score, keep = score.topk(self.k, dim=1)  # sorted, largest first
-                best = best.gather(1, keep[:, :, None, None].expand(-1, -1, d, self.n_time))
-        return best
+        # Pass 1: every template's network peak; pass 2: the k best series of each sample
+        # again, with per-sample kernels (k / T of the first pass's FFTs).
+        score = torch.cat([p.amax(-1).sum(-1) for _, p in self._chunks(spec, kernels, chunk)], 1)
+        keep = score.topk(self.k, dim=1).indices  # (b, k), largest first
+        return snr_power(snr_quadratures(spec, kernels[keep], self.n_time))
 
     def _group_max(self, spec, kernels, chunk) -> torch.Tensor:
         b, d, _ = spec.shape
