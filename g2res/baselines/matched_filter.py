@@ -157,7 +157,12 @@ class MatchedFilter:
         return stat, lag, per_det
 
     def filter(
-        self, x: np.ndarray, u: torch.Tensor, template_batch: int | None = 64, kernels=None
+        self,
+        x: np.ndarray,
+        u: torch.Tensor,
+        template_batch: int | None = 64,
+        chisq_bins: int = 0,
+        kernels=None,
     ) -> dict:
         """Best network statistic of data ``x`` (batch, 3, n) over templates ``u``
         (T, 3, f) or per sample (batch, T, 3, f).
@@ -166,25 +171,32 @@ class MatchedFilter:
         through the batched core (:mod:`g2res.signal.matched`) in chunks of at most
         ``template_batch`` that fit :data:`~g2res.signal.matched.CHUNK_BYTES`.
         Returns numpy arrays (batch,): ``snr`` (network SNR), ``template`` (index),
-        ``time`` (s, H1 lag of the peak) and ``snr_H1``, ``snr_L1``, ``snr_V1``.
+        ``time`` (s, H1 lag of the peak) and ``snr_H1``, ``snr_L1``, ``snr_V1``. With
+        ``chisq_bins`` p > 0 templates are ranked by the network re-weighted SNR
+        (:mod:`g2res.baselines.chisq`), returned as ``newsnr``, with ``chisq_r_<det>`` and
+        ``newsnr_<det>`` of each detector at the peak (``snr`` etc. of the same template).
         """
         d = self.data_spectra(x)
         n = d.shape[0]
         k = self.kernels(u) if kernels is None else kernels
         n_templates = k.shape[-4]
         chunk = template_chunk(n, len(DETECTORS), d.shape[-1], self.length, limit=template_batch)
-        stats, lags, pers = [], [], []
-        with torch.no_grad():
-            for s in range(0, n_templates, chunk):
-                q = snr_quadratures(d, k[..., s : s + chunk, :, :, :], self.length)
-                stat, lag, per = self.network_power(snr_power(q))
-                stats.append(stat)
-                lags.append(lag)
-                pers.append(per)
-        stat, lag, per = torch.cat(stats, 1), torch.cat(lags, 1), torch.cat(pers, 1)
-        best, index = stat.max(1)  # first maximum: the lowest template index on ties
         rows = torch.arange(n, device=self.device)
-        lag, dets = lag[rows, index], per[rows, index]
+        if chisq_bins:
+            best, index, lag, dets, veto, rank = self._filter_vetoed(d, u, k, chunk, chisq_bins)
+        else:
+            stats, lags, pers = [], [], []
+            with torch.no_grad():
+                for s in range(0, n_templates, chunk):
+                    q = snr_quadratures(d, k[..., s : s + chunk, :, :, :], self.length)
+                    stat, lag, per = self.network_power(snr_power(q))
+                    stats.append(stat)
+                    lags.append(lag)
+                    pers.append(per)
+            stat, lag, per = torch.cat(stats, 1), torch.cat(lags, 1), torch.cat(pers, 1)
+            best, index = stat.max(1)  # first maximum: the lowest template index on ties
+            lag, dets = lag[rows, index], per[rows, index]
+            veto = None
         out = {
             "snr": best.clamp(min=0).sqrt().cpu().numpy().astype(np.float64),
             "template": index.cpu().numpy(),
@@ -192,7 +204,46 @@ class MatchedFilter:
         }
         for j, det in enumerate(DETECTORS):
             out[f"snr_{det}"] = dets[:, j].clamp(min=0).sqrt().cpu().numpy().astype(np.float64)
+        if veto is not None:  # --- chi-squared veto
+            out["newsnr"] = rank.clamp(min=0).sqrt().cpu().numpy()
+            for key, j, det in ((key, j, det) for key in veto for j, det in enumerate(DETECTORS)):
+                out[f"{key}_{det}"] = veto[key][:, j].numpy()
         return out
+
+    # --- chi-squared veto (g2res.baselines.chisq): rank by the re-weighted statistic
+    def _filter_vetoed(self, d, u, k, chunk: int, chisq_bins: int):
+        """:meth:`filter`'s template loop ranking by the network re-weighted SNR, which
+        needs each chunk's complex SNR series ``z`` and template spectra ``u``."""
+        from g2res.baselines.chisq import reweighted_network
+
+        n = d.shape[0]
+        rows = torch.arange(n, device=self.device)
+        best = torch.full((n,), -1.0, device=self.device)
+        index = torch.zeros(n, dtype=torch.long, device=self.device)
+        lag = torch.zeros(n, dtype=torch.long, device=self.device)
+        dets = torch.zeros((n, 3), device=self.device)
+        rank = torch.full((n,), -1.0, dtype=torch.float64, device=self.device)
+        veto = {key: torch.zeros((n, 3), dtype=torch.float64) for key in ("chisq_r", "newsnr")}
+        with torch.no_grad():
+            for s in range(0, k.shape[-4], chunk):
+                u_chunk = u[..., s : s + chunk, :, :]
+                z = complex_snr(d, k[..., s : s + chunk, :, :, :], self.length)
+                stat, lags, per = self.network(z)
+                rw = reweighted_network(d, u_chunk, z, lags, self.pool, chisq_bins)
+                value, j = rw["stat"].max(1)
+                better = value > rank
+                rank = torch.where(better, value, rank)
+                for key in veto:
+                    veto[key] = torch.where(
+                        better[:, None].cpu(), rw[key][rows, j].cpu(), veto[key]
+                    )
+                best = torch.where(better, stat[rows, j], best)
+                index = torch.where(better, j + s, index)
+                lag = torch.where(better, lags[rows, j], lag)
+                dets = torch.where(better[:, None], per[rows, j], dets)
+        return best, index, lag, dets, veto, rank
+
+    # --- end chi-squared veto
 
 
 # ---------------------------------------------------------------------------- data
@@ -320,6 +371,7 @@ def matched_filter(
     seed: int = 0,
     force: bool = False,
     progress: bool = True,
+    chisq_bins: int = 0,
 ) -> pd.DataFrame:
     """``g2res baseline matched-filter``: filter every sample of ``split`` and write
 
@@ -328,7 +380,9 @@ def matched_filter(
       the best template (index and parameters; for the oracle the injection id).
 
     The bank is loaded from ``bank`` (a ``.npz`` from ``save_bank``) or placed for
-    ``psd``. Returns the companion table.
+    ``psd``. With ``chisq_bins`` p > 0 the chi-squared veto re-weights the SNRs and the
+    submission ranks the network re-weighted SNR (companion columns ``newsnr``,
+    ``chisq_r_<det>``, ``newsnr_<det>``). Returns the companion table.
     """
     from tqdm.auto import tqdm
 
@@ -337,6 +391,10 @@ def matched_filter(
     for path in (out, raw_out):
         if path.exists() and not force:
             raise FileExistsError(f"{path} already exists; pass --force to overwrite it")
+    if chisq_bins:
+        from g2res.baselines.chisq import chisq_dof
+
+        chisq_dof(chisq_bins)  # fewer than 2 bins fails before the bank is placed
     ids = split_ids(data_dir, split)
     dev = resolve_device(device)
     filt_psd = load_filter_psd(psd)
@@ -366,10 +424,10 @@ def matched_filter(
             if the_oracle is not None:
                 chosen = [the_oracle.template_id(i) for i in batch]
                 u, _ = mf.template_spectra(np.stack([the_oracle.signal(c) for c in chosen]))
-                res = mf.filter(x, u[:, None], template_batch)
+                res = mf.filter(x, u[:, None], template_batch, chisq_bins)
                 extra = {"template_id": chosen}
             else:
-                res = mf.filter(x, templates, template_batch, kernels=kernels)
+                res = mf.filter(x, templates, template_batch, chisq_bins, kernels=kernels)
                 extra = {k: getattr(bank, k)[res["template"]] for k in ("mass1", "mass2")}
                 extra.update({k: getattr(bank, k)[res["template"]] for k in ("spin1z", "spin2z")})
             frame = pd.DataFrame({"id": batch, **res, **extra})
@@ -379,7 +437,8 @@ def matched_filter(
     table = pd.concat(rows, ignore_index=True)
     if the_oracle is not None:
         table = table.drop(columns="template")
-    submission = pd.DataFrame({"id": table["id"], "target": rank_probability(table["snr"])})
+    stat = table["newsnr"] if chisq_bins else table["snr"]
+    submission = pd.DataFrame({"id": table["id"], "target": rank_probability(stat)})
     with atomic_open(raw_out, "w", newline="") as fh:
         table.to_csv(fh, index=False)
     with atomic_open(out, "w", newline="") as fh:

@@ -1,6 +1,6 @@
 """``g2res evaluate``: score a submission against known test labels.
 
-Uses the metrics of ``g2res cv-train`` (:mod:`g2res.train.metrics`) so the numbers
+Uses the metrics of ``g2res cv-train`` (:mod:`g2res.ensemble.metrics`) so the numbers
 are comparable with the out-of-fold figures; adds detection efficiency versus
 injected SNR when the simulator's ``truth/injections.csv`` is given.
 """
@@ -89,7 +89,7 @@ def evaluate(
     ``misses_snr`` = (lo, hi) of network SNR, which needs ``injections``): which
     signals cost the AUC, and, with ``against``, which ones the other submission finds.
     """
-    from g2res.train import metrics as m
+    from g2res.ensemble import metrics as m
 
     sub = read_csv_ids(submission, "submission")
     truth = read_csv_ids(labels, "labels")
@@ -142,13 +142,13 @@ def worst_signals(
     """The ``n`` signals that cost the scores ``p`` the most AUC, worst first.
 
     Columns: ``id``, ``cost`` (the fraction of the noise scored above the signal,
-    :func:`g2res.train.metrics.noise_outranking`), ``snr_network`` when ``snr`` is given,
+    :func:`g2res.ensemble.metrics.noise_outranking`), ``snr_network`` when ``snr`` is given,
     and with ``other`` (another submission's scores, same order) ``cost_other`` and
     ``cost_diff`` = cost - cost_other, which is then the ranking: the signals this
     submission misses and the other finds. ``snr_range`` = (lo, hi) keeps the signals of
     lo <= SNR < hi; ``injections`` adds that table's source parameters (:data:`MISS_COLUMNS`).
     """
-    from g2res.train.metrics import noise_outranking
+    from g2res.ensemble.metrics import noise_outranking
 
     if n < 1:
         raise ValueError(f"n={n}: need at least one signal to list")
@@ -178,7 +178,7 @@ def _plain(obj):
 
 
 def _make_plots(out: Path, y, p, snr, fpr) -> list[Path]:
-    from g2res.train import plots as pl
+    from g2res.ensemble import plots as pl
 
     out.mkdir(parents=True, exist_ok=True)
     return list(pl.evaluation_plots(out, y, p, snr=snr, fpr=fpr))

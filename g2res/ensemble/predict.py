@@ -164,7 +164,7 @@ def find_run(path: str | os.PathLike, checkpoint: str = "best.pt") -> Run:
 
 def load_checkpoint_model(path: Path, device: torch.device) -> nn.Module:
     """The model of one fold checkpoint, in eval mode on ``device``."""
-    from g2res.train.checkpoint import load_fold_model
+    from g2res.models.checkpoint import load_fold_model
 
     model, _ = load_fold_model(path, device=device)
     return model
@@ -182,7 +182,7 @@ def predict_run(
     """Mean probability of a run's fold models on ``array`` ``(n, 3, time)`` -> ``(n,)``.
 
     ``load_model(checkpoint_path, device)`` defaults to the checkpoint loader of
-    :mod:`g2res.train.checkpoint`.
+    :mod:`g2res.models.checkpoint`.
     """
     run = run if isinstance(run, Run) else find_run(run)
     device = resolve_device(device) if isinstance(device, str) else device

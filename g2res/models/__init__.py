@@ -1,6 +1,7 @@
 """Models: one registry for 2D ResNets, 1D ResNets, timm backbones and heads."""
 
-from g2res.models import resnet, resnet1d  # noqa: F401  (registers the variants)
+# Importing the model modules runs their registrations (@register_model, register_prefix).
+from g2res.models import resnet, resnet1d, timm_backbone  # noqa: F401
 from g2res.models.classifier import Classifier, build_model
 from g2res.models.heads import LinearHead, MLPHead, create_head, list_heads
 from g2res.models.registry import create_model, is_model, list_models, register_model

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
-from g2res.config import ModelConfig
+from g2res.config import Config, ModelConfig
 from g2res.models.heads import create_head
 from g2res.models.registry import create_model
 from g2res.transforms.frontends import create_frontend
 
-__all__ = ["Classifier", "build_model"]
+__all__ = ["Classifier", "build_model", "task_model_config"]
+
+# What a run learns (g2res.train.tasks): the number of model outputs follows from it.
+TASKS = ("classification", "regression", "multitask")
 
 
 def _spec(d: dict | str, what: str) -> tuple[str, dict]:
@@ -149,3 +154,22 @@ def build_model(
     if cfg.freeze is not None:
         model.freeze(cfg.freeze)
     return model
+
+
+def _n_outputs(cfg: Config) -> int:
+    if cfg.task not in TASKS:
+        raise ValueError(f"task={cfg.task!r}: use one of {list(TASKS)}")
+    if cfg.task != "classification" and not cfg.targets:
+        raise ValueError(f"task={cfg.task} needs targets: e.g. targets=[network_snr,chirp_mass]")
+    return {"classification": 1, "regression": 0, "multitask": 1}[cfg.task] + (
+        len(cfg.targets) if cfg.task != "classification" else 0
+    )
+
+
+def task_model_config(cfg: Config) -> ModelConfig:
+    """``cfg.model`` with a head of as many outputs as the task needs."""
+    n = _n_outputs(cfg)
+    if n == 1:
+        return cfg.model
+    head = cfg.model.head if isinstance(cfg.model.head, dict) else {"name": cfg.model.head}
+    return dataclasses.replace(cfg.model, head={**head, "num_outputs": n})

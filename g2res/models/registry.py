@@ -1,7 +1,10 @@
 """Backbone registry in the style of ``timm.models._registry``.
 
 ``@register_model`` adds a factory under its function name; :func:`create_model`
-builds by name. Names ``"timm:<name>"`` build any timm model as a backbone.
+builds by name. :func:`register_prefix` adds a family of names ``"<prefix><name>"``
+built by one factory (``"timm:<name>"``: any timm model, registered by
+``g2res.models.timm_backbone``). The registry imports no model: the package
+``g2res.models`` imports the model modules, whose decorators fill it.
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from collections.abc import Callable
 
 from torch import nn
 
-__all__ = ["create_model", "is_model", "list_models", "register_model"]
+__all__ = ["create_model", "is_model", "list_models", "register_model", "register_prefix"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+# prefix -> (factory taking the name after the prefix and keyword arguments, known(name))
+_PREFIXES: dict[str, tuple[Callable[..., nn.Module], Callable[[str], bool]]] = {}
 TIMM_PREFIX = "timm:"
 
 
@@ -25,24 +30,34 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
-def _ensure_registered() -> None:
-    # Importing the model modules runs their @register_model decorators.
-    from g2res.models import resnet, resnet1d  # noqa: F401
+def register_prefix(
+    prefix: str, factory: Callable[..., nn.Module], known: Callable[[str], bool]
+) -> None:
+    """Build every name ``prefix + x`` with ``factory(x, **kwargs)``; ``known(x)``: exists."""
+    if prefix in _PREFIXES:
+        raise ValueError(f"model prefix {prefix!r} is already registered")
+    _PREFIXES[prefix] = (factory, known)
+
+
+def _family(name: str):
+    """(factory, known, rest of the name) of the prefix family ``name`` is in, else None."""
+    for prefix, (factory, known) in _PREFIXES.items():
+        if name.startswith(prefix):
+            return factory, known, name[len(prefix) :]
+    return None
 
 
 def list_models() -> list[str]:
     """Registered backbone names, sorted (``timm:<name>`` is also accepted)."""
-    _ensure_registered()
     return sorted(_MODELS)
 
 
 def is_model(name: str) -> bool:
     """True if ``name`` is registered or a ``timm:<name>`` timm knows."""
-    _ensure_registered()
-    if name.startswith(TIMM_PREFIX):
-        import timm
-
-        return timm.is_model(name[len(TIMM_PREFIX) :])
+    family = _family(name)
+    if family is not None:
+        _, known, rest = family
+        return known(rest)
     return name in _MODELS
 
 
@@ -53,11 +68,10 @@ def create_model(name: str, **kwargs) -> nn.Module:
     list of modules, stem first, for freezing). ``pretrained`` (a local file path) is
     accepted by every backbone.
     """
-    _ensure_registered()
-    if name.startswith(TIMM_PREFIX):
-        from g2res.models.timm_backbone import TimmBackbone
-
-        return TimmBackbone(name[len(TIMM_PREFIX) :], **kwargs)
+    family = _family(name)
+    if family is not None:
+        factory, _, rest = family
+        return factory(rest, **kwargs)
     if name not in _MODELS:
         import difflib
 

@@ -8,6 +8,8 @@ import warnings
 import torch
 from torch import nn
 
+from g2res.models.registry import TIMM_PREFIX, register_prefix
+
 __all__ = ["TimmBackbone"]
 
 
@@ -97,3 +99,12 @@ class TimmBackbone(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"timm:{self.name} expects (batch, chan, H, W), got {tuple(x.shape)}")
         return self.model(x)
+
+
+def _timm_knows(name: str) -> bool:
+    import timm
+
+    return timm.is_model(name)
+
+
+register_prefix(TIMM_PREFIX, TimmBackbone, _timm_knows)

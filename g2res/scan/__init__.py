@@ -5,24 +5,28 @@ from g2res.scan.scan import (
     ScanResult,
     ScanSettings,
     Scorer,
-    cluster_windows,
     condition_windows,
-    false_alarm_rate,
+    full_channels,
     psd_blocks,
     scan_strain,
-    slide_strain,
-    timeslide_background,
     window_starts,
 )
 from g2res.scan.search import output_paths, plot_scores, run_conditioning, run_scorer, scan_files
 from g2res.scan.strain import (
     Strain,
     StrainError,
+    check_detectors,
     invalid_stretches,
     load_strain,
     read_series,
     resample,
     valid_segments,
+)
+from g2res.scan.triggers import (
+    cluster_windows,
+    false_alarm_rate,
+    slide_strain,
+    timeslide_background,
 )
 
 __all__ = [
@@ -32,9 +36,11 @@ __all__ = [
     "Scorer",
     "Strain",
     "StrainError",
+    "check_detectors",
     "cluster_windows",
     "condition_windows",
     "false_alarm_rate",
+    "full_channels",
     "invalid_stretches",
     "load_strain",
     "output_paths",

@@ -10,7 +10,22 @@ instead of the cache's PSD it is estimated from the data around the window
 ``psd_length``-s block of the valid segment the window lies in), as a search
 on real strain must, since the noise drifts.
 
-Valid segments are the stretches where all three detectors hold finite strain;
+Spectral lines (60 Hz and harmonics, calibration lines, violin modes) are in the
+block's Welch estimate, so whitening follows them, at the resolution of the Welch
+segment: with the 0.5-s segments of a cache (2-Hz resolution) a narrow line keeps a
+residual peak a few times the noise level at its frequency in the 0.5-Hz grid of a 2-s
+window, with a notch of over-whitened noise around it. ``ScanSettings.psd_segment``
+(``g2res scan --psd-segment 2``, the window length) estimates the PSD on the windows'
+own grid instead and whitens lines down to the noise (``tests/scan/test_lines.py``).
+
+Absent detectors. A scan of a subset of the detectors (``Strain.detectors``, e.g. H1 and
+L1 when V1 has no data) conditions only those; the models, built for the (H1, L1, V1)
+channels, get zeros for the absent detector's whitened channel: no data, neither signal
+nor noise (:func:`full_channels`). Models trained on three detectors never saw such a
+channel, so the scores of a two-detector scan are its own and only comparable with a
+background (time slides) of the same detectors.
+
+Valid segments are the stretches where all scanned detectors hold finite strain;
 windows never cross a NaN sample or a gap, and the stretches left out (NaN/gaps,
 or valid pieces shorter than one window) are reported.
 
@@ -30,6 +45,7 @@ anywhere in the window gives a plateau nearly 2 s long, so the peak window itsel
 says little about the time.
 
 Time slides: L1 is shifted by ``k * slide_step`` and V1 by ``2 k * slide_step``
+(with a subset, the second scanned detector by ``k`` and the third by ``2 k`` steps)
 (circularly over the scanned grid, ``slide_step`` far above the 27-ms light
 travel time) for ``k = 1..K``; the clusters of those scans are background,
 and a trigger's false-alarm rate is the number of background clusters scoring
@@ -44,11 +60,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from g2res import N_SAMPLES, SAMPLE_RATE, TAPER_ALPHA
+from g2res import DETECTORS, N_SAMPLES, SAMPLE_RATE, TAPER_ALPHA
 from g2res.scan.strain import Strain, invalid_stretches, valid_segments
 from g2res.signal import WhitenBandpass, welch
 
@@ -60,15 +75,11 @@ __all__ = [
     "window_starts",
     "psd_blocks",
     "condition_windows",
+    "full_channels",
     "scan_strain",
-    "cluster_windows",
-    "slide_strain",
-    "timeslide_background",
-    "false_alarm_rate",
 ]
 
 ScoreFn = Callable[[torch.Tensor], np.ndarray]
-SECONDS_PER_YEAR = 365.25 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -108,8 +119,14 @@ class ScanSettings:
     merger_offset: float = 0.1  # earliest merger position in the window the models fire for
     batch_size: int = 256  # windows per scoring batch
     window_duration: float = N_SAMPLES / SAMPLE_RATE
+    psd_segment: float | None = None  # Welch segment; None: each run's own (its cache's)
 
     def check(self) -> None:
+        if self.psd_segment is not None and not 0 < self.psd_segment <= self.psd_length:
+            raise ValueError(
+                f"psd_segment {self.psd_segment} s must be positive and at most psd_length "
+                f"{self.psd_length} s"
+            )
         if self.stride <= 0 or self.psd_length <= 0 or self.cluster_window < 0:
             raise ValueError("stride and psd_length must be positive, cluster_window >= 0")
         if self.psd_length < self.window_duration:
@@ -200,7 +217,8 @@ def condition_windows(
     n_window: int = N_SAMPLES,
 ) -> torch.Tensor:
     """Cut raw windows ``data[:, s:s+n_window]`` for ``s`` in ``starts`` and condition them
-    like ``g2res preprocess``: float32 ``(len(starts), 3, n_window)`` whitened strain."""
+    like ``g2res preprocess``: float32 ``(len(starts), d, n_window)`` whitened strain of
+    the ``d`` rows of ``data`` (psd ``(d, f)``)."""
     conditioner = WhitenBandpass(
         frequencies,
         psd,
@@ -218,10 +236,22 @@ def condition_windows(
     return conditioner(x.to(torch.float32)).to(torch.float32)
 
 
+def full_channels(x: torch.Tensor, detectors: Sequence[str]) -> torch.Tensor:
+    """Conditioned windows ``x`` (batch, len(detectors), n) of the scanned ``detectors``
+    laid out on the models' (H1, L1, V1) channels: (batch, 3, n), zeros where absent."""
+    detectors = tuple(detectors)
+    if detectors == DETECTORS:
+        return x
+    out = x.new_zeros((x.shape[0], len(DETECTORS), x.shape[-1]))
+    for row, det in enumerate(detectors):
+        out[:, DETECTORS.index(det)] = x[:, row]
+    return out
+
+
 def _skipped(strain: Strain, segments_all, n_window: int) -> list[dict]:
     rate = strain.sample_rate
     out = []
-    for s in invalid_stretches(strain.data):
+    for s in invalid_stretches(strain.data, strain.detectors):
         out.append(
             {
                 "gps_start": float(strain.gps(s["start"])),
@@ -254,8 +284,9 @@ def scan_strain(
 ) -> ScanResult:
     """Score every 2-s window of the valid segments of ``strain``.
 
-    Each window is conditioned per scorer (see the module notes) and scored; the
-    score is the mean over scorers. Returns window start times (GPS s) and scores.
+    Each window is conditioned per scorer (see the module notes; detectors absent from
+    ``strain.detectors`` get zero channels) and scored; the score is the mean over
+    scorers. Returns window start times (GPS s) and scores.
     """
     settings = settings or ScanSettings()
     settings.check()
@@ -294,11 +325,16 @@ def scan_strain(
                 conditioned = {}
                 for scorer in scorers:
                     cond = scorer.conditioning
+                    if settings.psd_segment is not None:
+                        cond = dataclasses.replace(cond, psd_segment=settings.psd_segment)
                     if cond.psd_key not in psds:
                         psds[cond.psd_key] = _estimate_psd(strain.data[:, a:b], cond, rate)
                     if cond not in conditioned:
-                        conditioned[cond] = condition_windows(
-                            strain.data, batch, *psds[cond.psd_key], cond, rate, n_window
+                        conditioned[cond] = full_channels(
+                            condition_windows(
+                                strain.data, batch, *psds[cond.psd_key], cond, rate, n_window
+                            ),
+                            strain.detectors,
                         )
                     p = np.asarray(scorer.score(conditioned[cond]), dtype=np.float64).reshape(-1)
                     if p.shape != (batch.size,) or not np.isfinite(p).all():
@@ -319,100 +355,3 @@ def scan_strain(
         seconds=time.perf_counter() - t0,
         live_time=float(sum(b - a for a, b in segments) / rate),
     )
-
-
-def cluster_windows(
-    window_start: np.ndarray,
-    scores: np.ndarray,
-    cluster_window: float = ScanSettings.cluster_window,
-    merger_offset: float = ScanSettings.merger_offset,
-    window_duration: float = ScanSettings.window_duration,
-) -> pd.DataFrame:
-    """Cluster windows into triggers (see the module notes), loudest first.
-
-    Returns columns ``gps_time`` (s, from the falling edge), ``score`` (peak),
-    ``window_start``/``window_end`` (GPS s of the peak window), ``n_windows``.
-    """
-    t = np.asarray(window_start, dtype=np.float64)
-    s = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(t, kind="stable")
-    t, s = t[order], s[order]
-    taken = np.zeros(t.size, dtype=bool)
-    rows = []
-    for i in np.argsort(-s, kind="stable"):
-        if taken[i]:
-            continue
-        members = np.flatnonzero(~taken & (np.abs(t - t[i]) <= cluster_window + 1e-9))
-        taken[members] = True
-        level = s[members].min() + 0.5 * (s[i] - s[members].min())
-        # Walk forward from the peak through neighbouring windows still above the level.
-        j, k = i, int(np.searchsorted(members, i))
-        last = members.size - 1
-        while k < last and members[k + 1] == j + 1 and s[j + 1] >= level:
-            j, k = j + 1, k + 1
-        edge = t[j]
-        if k < last and members[k + 1] == j + 1 and s[j] > s[j + 1]:
-            edge = t[j] + (s[j] - level) / (s[j] - s[j + 1]) * (t[j + 1] - t[j])
-        rows.append(
-            {
-                "gps_time": float(edge + merger_offset),
-                "score": float(s[i]),
-                "window_start": float(t[i]),
-                "window_end": float(t[i] + window_duration),
-                "n_windows": int(members.size),
-            }
-        )
-    columns = ["gps_time", "score", "window_start", "window_end", "n_windows"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def slide_strain(strain: Strain, shifts: Sequence[int]) -> Strain:
-    """A copy with detector ``d`` rolled by ``shifts[d]`` samples (circularly over the grid)."""
-    data = np.stack([np.roll(row, int(k)) for row, k in zip(strain.data, shifts)])
-    return dataclasses.replace(strain, data=data)
-
-
-def timeslide_background(
-    strain: Strain,
-    scorers: Scorer | Sequence[Scorer],
-    n_slides: int,
-    slide_step: float = 7.0,
-    settings: ScanSettings | None = None,
-    progress: bool = True,
-) -> tuple[np.ndarray, float]:
-    """Peak scores of the clusters of ``n_slides`` time-slid scans and their live time (s).
-
-    Slide ``k`` shifts L1 by ``k * slide_step`` s and V1 by ``2 k * slide_step`` s.
-    """
-    settings = settings or ScanSettings()
-    if n_slides < 1:
-        return np.empty(0), 0.0
-    step = int(round(slide_step * strain.sample_rate))
-    n = strain.data.shape[-1]
-    if step < 0.1 * strain.sample_rate or 2 * n_slides * step >= n:
-        raise ValueError(
-            f"{n_slides} slides of {slide_step} s do not fit {n / strain.sample_rate:g} s of "
-            "strain (need 2 * K * step < duration, step >= 0.1 s)"
-        )
-    background, live = [], 0.0
-    for k in range(1, n_slides + 1):
-        slid = slide_strain(strain, (0, k * step, 2 * k * step))
-        res = scan_strain(slid, scorers, settings, progress, desc=f"slide {k}/{n_slides}")
-        clusters = cluster_windows(
-            res.window_start, res.scores, settings.cluster_window, settings.merger_offset
-        )
-        background.append(clusters["score"].to_numpy())
-        live += res.live_time
-    return np.concatenate(background), live
-
-
-def false_alarm_rate(scores: np.ndarray, background: np.ndarray, live_time: float) -> np.ndarray:
-    """Per year: background clusters scoring >= each score, over ``live_time`` s.
-
-    With no louder background the rate is an upper bound, ``1 / live_time``.
-    """
-    if live_time <= 0:
-        return np.full(np.shape(scores), np.nan)
-    bg = np.sort(np.asarray(background, dtype=np.float64))
-    louder = bg.size - np.searchsorted(bg, np.asarray(scores, dtype=np.float64), side="left")
-    return np.maximum(louder, 1) / live_time * SECONDS_PER_YEAR

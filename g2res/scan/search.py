@@ -24,16 +24,9 @@ import pandas as pd
 import torch
 
 from g2res import DETECTORS, N_SAMPLES, SAMPLE_RATE, __version__
-from g2res.scan.scan import (
-    Conditioning,
-    ScanSettings,
-    Scorer,
-    cluster_windows,
-    false_alarm_rate,
-    scan_strain,
-    timeslide_background,
-)
+from g2res.scan.scan import Conditioning, ScanSettings, Scorer, scan_strain
 from g2res.scan.strain import Strain, load_strain
+from g2res.scan.triggers import cluster_windows, false_alarm_rate, timeslide_background
 from g2res.utils import atomic_open, atomic_path, resolve_device, write_json
 
 __all__ = ["run_conditioning", "run_scorer", "output_paths", "scan_files", "plot_scores"]
@@ -164,11 +157,13 @@ def scan_files(
     slide_step: float = 7.0,
     force: bool = False,
     progress: bool = True,
+    detectors: Sequence[str] | None = None,
 ) -> dict:
     """Scan long strain with the fold ensembles of ``runs`` (or given ``scorers``).
 
-    Reads the H1, L1, V1 ``files``, scans, clusters, optionally estimates the
-    background with ``timeslides`` slides, writes the outputs of :func:`output_paths`
+    Reads the ``files`` of ``detectors`` (default H1, L1, V1; a subset leaves the others
+    out explicitly, their whitened channels zeros), scans, clusters, optionally estimates
+    the background with ``timeslides`` slides, writes the outputs of :func:`output_paths`
     and returns the report (also written as JSON).
     """
     settings = settings or ScanSettings()
@@ -181,12 +176,15 @@ def scan_files(
         if not runs:
             raise ValueError("scan needs at least one run directory (--runs)")
         scorers = [run_scorer(r, tta, settings.batch_size, device) for r in runs]
-    strain: Strain = load_strain(files, channels, sample_rate, gps_start)
+    strain: Strain = load_strain(files, channels, sample_rate, gps_start, detectors=detectors)
     result = scan_strain(strain, scorers, settings, progress)
     if result.window_start.size == 0:
+        longest = max((s["duration"] for s in result.skipped if not s["detectors"]), default=0)
         raise ValueError(
-            f"no valid {settings.window_duration:g}-s stretch in the strain files "
-            f"({', '.join(map(str, strain.sources))}); skipped: {result.skipped[:5]}"
+            f"strain too short: a scan needs at least {settings.window_duration:g} s of valid "
+            f"data in every scanned detector ({' '.join(strain.detectors)}); the longest "
+            f"valid stretch of {', '.join(map(str, strain.sources))} is {longest:g} s "
+            f"(skipped: {result.skipped[:5]})"
         )
     triggers = cluster_windows(
         result.window_start,
@@ -197,7 +195,9 @@ def scan_files(
     )
     report = {
         "version": __version__,
-        "files": dict(zip(DETECTORS, map(str, strain.sources))),
+        "files": dict(zip(strain.detectors, map(str, strain.sources))),
+        "detectors": list(strain.detectors),
+        "absent_detectors": [d for d in DETECTORS if d not in strain.detectors],
         "runs": [s.name for s in scorers],
         "conditioning": [dataclasses.asdict(s.conditioning) for s in scorers],
         "settings": dataclasses.asdict(settings),

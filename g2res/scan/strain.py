@@ -4,8 +4,14 @@ Files: GWOSC HDF5 (``strain/Strain``), any HDF5 or GWF that gwpy's
 ``TimeSeries.read`` understands (``channel`` names the series), or ``.npy`` (one
 float series; ``sample_rate`` and optionally ``gps_start`` must be given).
 Missing data (GWOSC marks it NaN) stays NaN: :func:`valid_segments` lists the
-stretches where all three detectors hold finite strain, and only those are
+stretches where all scanned detectors hold finite strain, and only those are
 scanned.
+
+A detector with no data at all (no file) can be left out explicitly by scanning a
+subset (``detectors=("H1", "L1")``, ``g2res scan --detectors H1 L1``): the
+:class:`Strain` then holds only the scanned rows, and the scan gives the models zeros
+for the absent detector's whitened channel (see :mod:`g2res.scan.scan`). Without that
+choice a missing file is an error naming the detector.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ __all__ = [
     "load_strain",
     "valid_segments",
     "invalid_stretches",
+    "check_detectors",
 ]
 
 GWOSC_DATASET = "strain/Strain"
@@ -47,7 +54,7 @@ class Strain:
     data: np.ndarray
     gps_start: float
     sample_rate: float
-    detectors: tuple[str, ...] = DETECTORS
+    detectors: tuple[str, ...] = DETECTORS  # the rows of ``data``, a subset of H1, L1, V1
     sources: tuple[str, ...] = ()
 
     @property
@@ -172,17 +179,38 @@ def load_strain(
     sample_rate: float | None = None,
     gps_start: float | None = None,
     target_rate: float = SAMPLE_RATE,
+    detectors: tuple[str, ...] | list[str] | None = None,
 ) -> Strain:
-    """Read one file per detector (H1, L1, V1), resample to ``target_rate`` Hz, align.
+    """Read one file per detector of ``detectors`` (default H1, L1, V1), resample to
+    ``target_rate`` Hz, align.
 
-    The grid spans from the earliest start to the latest end of the files; where
+    ``paths`` maps detector to file (a list is taken in the order of ``detectors``);
+    a detector without a file is an error that names it, unless ``detectors`` leaves it
+    out. The grid spans from the earliest start to the latest end of the files; where
     a detector has no data its row is NaN. Start times must differ by whole
     samples of ``target_rate``.
     """
+    detectors = check_detectors(detectors)
     if not isinstance(paths, dict):
-        paths = dict(zip(DETECTORS, paths))
-    if tuple(paths) != DETECTORS:
-        raise StrainError(f"need one strain file for each of {DETECTORS}, got {tuple(paths)}")
+        paths = dict(zip(detectors, paths))
+    paths = {d: p for d, p in paths.items() if p is not None}
+    missing = [d for d in detectors if d not in paths]
+    if missing:
+        left = [d for d in detectors if d not in missing]
+        hint = (
+            f"; to scan without it pass --detectors {' '.join(left)} (its whitened channel "
+            "is then zeros)"
+            if left
+            else ""
+        )
+        raise StrainError(f"no strain file for {', '.join(missing)}{hint}")
+    extra = [d for d in paths if d not in detectors]
+    if extra:
+        raise StrainError(
+            f"strain file(s) given for {', '.join(extra)}, which the chosen detectors "
+            f"{' '.join(detectors)} leave out; drop the file(s) or add the detector(s)"
+        )
+    paths = {d: paths[d] for d in detectors}
     channels = channels or {}
     series = {}
     for det, path in paths.items():
@@ -202,14 +230,27 @@ def load_strain(
                 f"GPS {t_first}; the detectors cannot be aligned"
             )
         offsets[det] = int(round(shift))
-    n = max(offsets[d] + series[d][0].size for d in DETECTORS)
-    data = np.full((len(DETECTORS), n), np.nan)
-    for row, det in enumerate(DETECTORS):
+    n = max(offsets[d] + series[d][0].size for d in detectors)
+    data = np.full((len(detectors), n), np.nan)
+    for row, det in enumerate(detectors):
         values = series[det][0]
         data[row, offsets[det] : offsets[det] + values.size] = values
     return Strain(
-        data, t_first, float(target_rate), DETECTORS, tuple(s[2] for s in series.values())
+        data, t_first, float(target_rate), detectors, tuple(s[2] for s in series.values())
     )
+
+
+def check_detectors(detectors: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """``detectors`` (default all) as a tuple in the order H1, L1, V1, checked."""
+    if detectors is None:
+        return DETECTORS
+    unknown = [d for d in detectors if d not in DETECTORS]
+    if unknown or not detectors or len(set(detectors)) != len(detectors):
+        raise StrainError(
+            f"detectors must be distinct names among {' '.join(DETECTORS)}, got "
+            f"{' '.join(map(str, detectors)) or 'none'}"
+        )
+    return tuple(d for d in DETECTORS if d in detectors)
 
 
 def valid_segments(data: np.ndarray, min_samples: int = 1) -> list[tuple[int, int]]:
@@ -221,13 +262,14 @@ def valid_segments(data: np.ndarray, min_samples: int = 1) -> list[tuple[int, in
     return [(a, b) for a, b in _finite_runs(ok) if b - a >= min_samples]
 
 
-def invalid_stretches(data: np.ndarray) -> list[dict]:
-    """Stretches where some detector is NaN/inf: ``[{start, stop, detectors}]`` (samples)."""
+def invalid_stretches(data: np.ndarray, detectors: tuple[str, ...] = DETECTORS) -> list[dict]:
+    """Stretches where some detector is NaN/inf: ``[{start, stop, detectors}]`` (samples);
+    ``detectors`` names the rows of ``data`` (d, n)."""
     bad = ~np.isfinite(data)
     out = []
     for a, b in _finite_runs(bad.any(axis=0)):
         dets = [
-            DETECTORS[i] if i < len(DETECTORS) else str(i)
+            detectors[i] if i < len(detectors) else str(i)
             for i in np.flatnonzero(bad[:, a:b].any(1))
         ]
         out.append({"start": a, "stop": b, "detectors": dets})

@@ -311,7 +311,7 @@ def residual_vs_plain(
 
 
 def _finished(vdir: Path) -> bool:
-    from g2res.train.checkpoint import load_checkpoint
+    from g2res.models.checkpoint import load_checkpoint
 
     last = vdir / "last.pt"
     return last.is_file() and bool(load_checkpoint(last).get("finished"))

@@ -139,7 +139,7 @@ def collect_oof(run: str | os.PathLike) -> pd.DataFrame:
 
 
 def _summaries(results: dict[int, FoldResult], oof: pd.DataFrame, snr, names) -> dict:
-    from g2res.train.metrics import classification_metrics, efficiency_vs_snr, regression_metrics
+    from g2res.ensemble.metrics import classification_metrics, efficiency_vs_snr, regression_metrics
 
     detect = bool(oof["prediction"].notna().all())
 
@@ -191,7 +191,7 @@ def _train_snr(cache, ids: pd.Series, log) -> np.ndarray | None:
 
 
 def _plots(out: Path, results: dict[int, FoldResult], oof: pd.DataFrame, snr, names):
-    from g2res.train import plots
+    from g2res.ensemble import plots
 
     d = out / PLOTS
     paths = [plots.training_curves({f"fold {k}": r.history for k, r in results.items()},
@@ -260,7 +260,7 @@ def _place_bank(cfg: Config, cache, out: Path, progress: bool) -> None:
 
 def _cv_train(cfg, out: Path, resume, force, progress, log, d, device) -> dict:
     from g2res.data.cache import Cache
-    from g2res.train.checkpoint import load_checkpoint
+    from g2res.models.checkpoint import load_checkpoint
 
     log = (log or (lambda _msg: None)) if d.is_main else (lambda _msg: None)
     if not cfg.cache:

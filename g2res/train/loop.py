@@ -23,16 +23,30 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-from g2res.config import Config, TrainConfig
-from g2res.train.checkpoint import (
+from g2res.config import Config
+from g2res.models.checkpoint import (
     is_fold_checkpoint,
     load_checkpoint,
     load_pretrained,
     save_checkpoint,
 )
+from g2res.train.batches import (
+    _AUGMENT,
+    _INIT,
+    _INJECT,
+    _TORCH,
+    BatchReader,
+    _loader,
+    _MemmapOpener,
+    default_workers,
+    derive_seed,
+    epoch_batches,
+    predict_logits,
+)
 from g2res.train.distributed import Dist
+from g2res.train.injection import injection_source, mix_injections
+from g2res.train.optim import ema_update, lr_lambda, make_optimizer, make_scheduler
 from g2res.train.tasks import Task, regression_targets, task_model_config
 from g2res.utils import atomic_path
 
@@ -49,175 +63,8 @@ __all__ = [
 ]
 
 BEST, LAST, HISTORY, FOLD_OOF = "best.pt", "last.pt", "history.csv", "oof.csv"
-# Independent random streams of one run, keyed with (seed, stream, fold, epoch).
-_ORDER, _AUGMENT, _TORCH, _INJECT, _INIT = 1, 2, 3, 4, 5
 
 
-def derive_seed(seed: int, *key: int) -> int:
-    """A 63-bit seed for the stream ``key`` of run seed ``seed`` (numpy SeedSequence)."""
-    state = np.random.SeedSequence(int(seed), spawn_key=tuple(int(k) for k in key))
-    return int(state.generate_state(2, np.uint32).astype(np.uint64) @ [1 << 31, 1])
-
-
-# ----------------------------------------------------------------------------- schedules
-def lr_lambda(total_steps: int, warmup_steps: int, shape: str = "cosine") -> Callable[[int], float]:
-    """Learning-rate factor per optimiser step: linear warm-up over ``warmup_steps``, then
-    ``cosine`` decay to 0 at ``total_steps`` or ``constant``."""
-    if shape not in ("cosine", "constant"):
-        raise ValueError(f"schedule {shape!r}: use cosine or constant")
-    total, warmup = max(1, int(total_steps)), max(0, int(warmup_steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if shape == "constant":
-            return 1.0
-        t = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
-
-    return factor
-
-
-def make_optimizer(model: nn.Module, tc: TrainConfig, lr: float | None = None):
-    """AdamW over the model's parameter groups (head/front-end at ``lr``, backbone at
-    ``train.backbone_lr``; no decay on biases and norms)."""
-    lr = tc.lr if lr is None else lr
-    if hasattr(model, "param_groups"):
-        groups = model.param_groups(lr, tc.backbone_lr, tc.weight_decay)
-    else:
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
-    if not any(g["params"] for g in groups):
-        raise ValueError("the model has no trainable parameters (is everything frozen?)")
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=tc.weight_decay)
-
-
-def make_scheduler(optimizer, tc: TrainConfig, steps_per_epoch: int):
-    """Per-step scheduler of ``train.scheduler`` (cosine | onecycle | constant)."""
-    total = max(1, tc.epochs * steps_per_epoch)
-    warmup = int(round(tc.warmup_epochs * steps_per_epoch))
-    if tc.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=[g["lr"] for g in optimizer.param_groups],
-            total_steps=total,
-            pct_start=min(max(warmup / total, 0.01), 0.5),
-        )
-    if tc.scheduler not in ("cosine", "constant"):
-        raise ValueError(f"train.scheduler={tc.scheduler!r}: use cosine, onecycle or constant")
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total, warmup, tc.scheduler))
-
-
-# ----------------------------------------------------------------------------- data
-def epoch_batches(
-    rows, batch_size: int, seed: int, fold: int, epoch: int, min_size: int = 2
-) -> list[np.ndarray]:
-    """Shuffled batches of ``rows`` for one epoch, a pure function of (seed, fold, epoch).
-
-    A last batch smaller than ``min_size`` is merged into the one before (BatchNorm needs
-    two samples; with N processes each takes every N-th sample of a batch).
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    rng = np.random.default_rng(derive_seed(seed, _ORDER, fold, epoch))
-    order = rows[rng.permutation(rows.size)]
-    batches = [order[i : i + batch_size] for i in range(0, order.size, batch_size)]
-    if len(batches) > 1 and batches[-1].size < min_size:
-        batches[-2] = np.concatenate(batches[-2:])
-        batches.pop()
-    return batches
-
-
-class BatchReader(Dataset):
-    """Item ``i`` is batch ``i``: ``(x (b, 3, time) float32, y (b,) float32)``.
-
-    ``array``: an in-memory array, or a callable that opens the (memory-mapped) array,
-    called lazily in each DataLoader worker. Rows are read in sorted order (sequential
-    on disk), then put back in the batch's order.
-    """
-
-    def __init__(self, array, labels: np.ndarray | None, batches: list[np.ndarray]):
-        self._open = array if callable(array) else None
-        self._array = None if callable(array) else array
-        self.labels = labels
-        self.batches = batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, i: int):
-        if self._array is None:
-            self._array = self._open()
-        idx = self.batches[i]
-        order = np.argsort(idx, kind="stable")
-        x = np.empty((idx.size, *self._array.shape[1:]), dtype=np.float32)
-        x[order] = self._array[idx[order]]
-        y = self.labels[idx] if self.labels is not None else np.full(idx.size, np.nan)
-        return torch.from_numpy(x), torch.from_numpy(np.asarray(y, dtype=np.float32))
-
-
-def ema_update(decay: float):
-    """``multi_avg_fn`` of an EMA of weights with warm-up: step n uses the decay
-    min(decay, (1 + n) / (10 + n)), so short runs are not stuck near their initial weights."""
-
-    @torch.no_grad()
-    def update(ema_params, params, num_averaged) -> None:
-        n = int(num_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
-        floats = [(e, p) for e, p in zip(ema_params, params) if e.is_floating_point()]
-        if floats:
-            torch._foreach_lerp_([e for e, _ in floats], [p for _, p in floats], 1.0 - d)
-        for e, p in zip(ema_params, params):
-            if not e.is_floating_point():  # counters such as BatchNorm's batches seen
-                e.copy_(p)
-
-    return update
-
-
-def default_workers(requested: int | None) -> int:
-    """DataLoader workers for ``train.num_workers`` (None: from the CPU count)."""
-    if requested is not None:
-        return max(0, int(requested))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min(8, max(0, ((cores or 1) - 2) // 2))
-
-
-def _loader(reader: BatchReader, workers: int, device: torch.device) -> DataLoader:
-    return DataLoader(
-        reader,
-        batch_size=None,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers > 0 else None,
-    )
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module,
-    array,
-    rows,
-    batch_size: int,
-    device: torch.device,
-    amp: bool = False,
-    workers: int = 0,
-) -> np.ndarray:
-    """Outputs ``(len(rows), n_outputs)`` of ``model`` (eval mode) on ``array[rows]``."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if rows.size == 0:
-        return np.empty((0, 1), np.float32)
-    batches = [rows[i : i + batch_size] for i in range(0, rows.size, batch_size)]
-    was_training = model.training
-    model.eval()
-    out = []
-    for x, _ in _loader(BatchReader(array, None, batches), workers, device):
-        x = x.to(device, non_blocking=True)
-        with torch.autocast(device.type, enabled=amp):
-            out.append(model(x).float().reshape(x.shape[0], -1).cpu())
-    model.train(was_training)
-    return torch.cat(out).numpy()
-
-
-# ----------------------------------------------------------------------------- one fold
 @dataclass
 class FoldResult:
     """Outcome of one fold: best validation AUC, its epoch, the validation rows and
@@ -343,14 +190,13 @@ class FoldTrainer:
             if not 0 < tc.ema < 1:
                 raise ValueError(f"train.ema={tc.ema}: an EMA decay is in (0, 1), e.g. 0.999")
             self.ema = AveragedModel(model, multi_avg_fn=ema_update(tc.ema), use_buffers=True)
-        self.augment = Augment(cfg.augment, self.cache.sample_rate).to(self.device).train()
+        self.augment = Augment(cfg.augment, self.cache.sample_rate, cache=self.cache)
+        self.augment = self.augment.to(self.device).train()
         self.injections = None
         inj = cfg.injection
         if inj.mode == "mix" and inj.mix_fraction > 0:
             if cfg.task != "classification":
                 raise ValueError("injection.mode=mix trains detection only (task: classification)")
-            from g2res.train.pretrain import injection_source
-
             # Only this fold's training rows lend their noise: validation stays unseen.
             self.injections = injection_source(
                 cfg, self.train_rows, self.device, seed=derive_seed(cfg.seed, _INJECT, self.fold)
@@ -412,8 +258,6 @@ class FoldTrainer:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             if self.injections is not None:
-                from g2res.train.pretrain import mix_injections
-
                 step = epoch * self.steps_per_epoch + i
                 x, y = mix_injections(x, y[:, 0], self.injections, step,
                                       cfg.injection.mix_fraction)  # fmt: skip
@@ -570,13 +414,3 @@ class FoldTrainer:
             tqdm.write(text)
         else:
             self.log(text)
-
-
-class _MemmapOpener:
-    """Picklable callable that opens the cache array read-only (in each worker)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def __call__(self) -> np.ndarray:
-        return np.load(self.path, mmap_mode="r", allow_pickle=False)

@@ -33,8 +33,9 @@ import torch
 from torch import nn
 
 from g2res.config import Config
-from g2res.train.checkpoint import load_pretrained, save_checkpoint
-from g2res.train.loop import lr_lambda
+from g2res.models.checkpoint import load_pretrained, save_checkpoint
+from g2res.train.injection import injection_source, mix_injections
+from g2res.train.optim import lr_lambda
 from g2res.utils import atomic_path, check_output_dir, resolve_device, seed_everything, write_json
 
 __all__ = ["pretrain", "injection_source", "load_pretrained", "mix_injections", "holdout_split"]
@@ -55,44 +56,6 @@ def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     return np.sort(train), np.sort(val)
 
 
-def injection_source(cfg: Config, train_rows=None, device="cpu", seed: int | None = None):
-    """:class:`InjectionBatches` for ``cfg`` (pool, cache, noise, SNR schedule, rate)."""
-    from g2res.transforms.inject import InjectionBatches, SNRSchedule
-
-    inj = cfg.injection
-    if not inj.pool:
-        raise ValueError("injection.pool is not set: make one with `g2res waveforms --out POOL`")
-    if not cfg.cache:
-        raise ValueError("the recipe has no cache: set cache=CACHE_DIR (g2res preprocess)")
-    for what, path in (("waveform pool", inj.pool), ("cache", cfg.cache)):
-        if not Path(path).is_dir():
-            raise FileNotFoundError(f"{what} {path} does not exist")
-    schedule = SNRSchedule(inj.snr, inj.snr_distribution, inj.curriculum_snr, inj.curriculum_steps)
-    return InjectionBatches(
-        inj.pool,
-        cfg.cache,
-        indices=train_rows,
-        noise=inj.noise,
-        snr=schedule,
-        rate=inj.rate,
-        merger_window=inj.merger_window,
-        seed=cfg.seed if seed is None else seed,
-        device=device,
-    )
-
-
-def mix_injections(x, y, source, step: int, fraction: float):
-    """Replace the first round(fraction * batch) samples of a labelled batch by injected
-    ones (batch ``step`` of ``source``); x (b, d, time), y (b,). Returns new tensors."""
-    k = int(round(fraction * x.shape[0]))
-    if k == 0:
-        return x, y
-    xi, yi, _ = source.batch(step, k)
-    x = torch.cat([xi.to(x), x[k:]])
-    y = torch.cat([yi.to(y).reshape(-1), y[k:].reshape(-1)])
-    return x, y
-
-
 class _LabelledBatches:
     """Random labelled training samples of the cache; batch ``step`` from (seed, step)."""
 
@@ -107,16 +70,20 @@ class _LabelledBatches:
         return x, torch.from_numpy(self.labels[idx]).to(self.device)
 
 
-def _augmenter(cfg: Config, sample_rate: float, device):
-    """The recipe's training augmentations, or the identity when there are none."""
+def _augmenter(cfg: Config, sample_rate: float, device, cache=None):
+    """The recipe's training augmentations, or the identity when there are none.
+
+    ``cache``: the cache whose PSD and conditioning ``augment.glitch`` renders glitches with.
+    """
     try:
         from g2res.transforms.augment import Augment
     except ImportError:
-        probs = [v for k, v in vars(cfg.augment).items() if k not in ("max_shift", "mask_width")]
+        settings = ("max_shift", "mask_width", "glitch_snr", "glitch_kinds")
+        probs = [v for k, v in vars(cfg.augment).items() if k not in settings]
         if any(probs):
             raise
         return lambda x, generator=None: x
-    return Augment(cfg.augment, sample_rate).to(device).train()
+    return Augment(cfg.augment, sample_rate, cache=cache).to(device).train()
 
 
 @torch.no_grad()
@@ -195,7 +162,7 @@ def pretrain(
     model = model.to(device)
     if amp and getattr(model, "is_2d", False) and tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    augment = _augmenter(cfg, cache.sample_rate, device)
+    augment = _augmenter(cfg, cache.sample_rate, device, cache)
     lr = inj.lr if inj.lr is not None else tc.lr
     backbone_lr = tc.backbone_lr if inj.lr is None else None
     if hasattr(model, "param_groups"):

@@ -13,7 +13,6 @@ and multitask, then one column per regression target.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -22,11 +21,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from g2res.config import Config, ModelConfig
+from g2res.config import Config
+from g2res.models.classifier import TASKS, _n_outputs, task_model_config
 
 __all__ = ["TASKS", "DERIVED", "Task", "task_model_config", "regression_targets"]
-
-TASKS = ("classification", "regression", "multitask")
 
 
 def _chirp_mass(t: pd.DataFrame) -> pd.Series:
@@ -40,25 +38,6 @@ DERIVED = {
     "mass_ratio": lambda t: np.minimum(t["mass1"], t["mass2"]) / np.maximum(t["mass1"], t["mass2"]),
     "network_snr": lambda t: t["snr_network"],
 }
-
-
-def _n_outputs(cfg: Config) -> int:
-    if cfg.task not in TASKS:
-        raise ValueError(f"task={cfg.task!r}: use one of {list(TASKS)}")
-    if cfg.task != "classification" and not cfg.targets:
-        raise ValueError(f"task={cfg.task} needs targets: e.g. targets=[network_snr,chirp_mass]")
-    return {"classification": 1, "regression": 0, "multitask": 1}[cfg.task] + (
-        len(cfg.targets) if cfg.task != "classification" else 0
-    )
-
-
-def task_model_config(cfg: Config) -> ModelConfig:
-    """``cfg.model`` with a head of as many outputs as the task needs."""
-    n = _n_outputs(cfg)
-    if n == 1:
-        return cfg.model
-    head = cfg.model.head if isinstance(cfg.model.head, dict) else {"name": cfg.model.head}
-    return dataclasses.replace(cfg.model, head={**head, "num_outputs": n})
 
 
 def regression_targets(cfg: Config, cache, ids) -> np.ndarray:

@@ -44,7 +44,15 @@ import torch
 from torch import nn
 
 from g2res import DETECTORS, N_SAMPLES, SAMPLE_RATE, TAPER_ALPHA
-from g2res.signal import WhitenBandpass, interpolate_psd
+from g2res.signal import WhitenBandpass
+from g2res.transforms.inject_noise import CacheNoise, GaussianNoise
+from g2res.transforms.projection import (
+    GPS_REFERENCE,
+    MAX_DELAY,
+    OMEGA_EARTH,
+    DetectorProjection,
+    _gmst,
+)
 
 __all__ = [
     "DetectorProjection",
@@ -57,71 +65,6 @@ __all__ = [
     "batch_rng",
     "MAX_DELAY",
 ]
-
-C_SI = 299792458.0  # m/s
-EARTH_RADIUS = 6.4e6  # m, a bound on every detector's distance from the geocentre
-MAX_DELAY = EARTH_RADIUS / C_SI  # s, largest |arrival - geocentre arrival| (~21 ms)
-OMEGA_EARTH = 7.292115855e-5  # rad/s, Earth's sidereal rotation rate
-GPS_REFERENCE = 1238166018.0  # s, as the simulator; ra uniform makes the choice irrelevant
-
-
-def _gmst(gps: float) -> float:
-    import lal
-
-    return float(lal.GreenwichMeanSiderealTime(lal.LIGOTimeGPS(gps)))
-
-
-class DetectorProjection(nn.Module):
-    """Antenna patterns and geocentre delays of ground detectors, batched in torch.
-
-    Buffers: ``response`` (d, 3, 3) lal detector tensors, ``location`` (d, 3) m
-    (Earth-fixed). Angles in rad; ``gmst`` is the Greenwich mean sidereal time (rad).
-    Same formulas as lal's ``ComputeDetAMResponse`` and ``TimeDelayFromEarthCenter``.
-    """
-
-    def __init__(self, detectors: Sequence[str] = DETECTORS):
-        super().__init__()
-        import lal
-
-        self.detectors = tuple(detectors)
-        dets = [lal.cached_detector_by_prefix[d] for d in self.detectors]
-        self.register_buffer(
-            "response", torch.tensor(np.stack([d.response for d in dets]), dtype=torch.float64)
-        )
-        self.register_buffer(
-            "location", torch.tensor(np.stack([d.location for d in dets]), dtype=torch.float64)
-        )
-
-    def _basis(self, ra, dec, psi, gmst):
-        gha = gmst - ra
-        cg, sg = torch.cos(gha), torch.sin(gha)
-        cd, sd = torch.cos(dec), torch.sin(dec)
-        cp, sp = torch.cos(psi), torch.sin(psi)
-        x = torch.stack([-cp * sg - sp * cg * sd, -cp * cg + sp * sg * sd, sp * cd], -1)
-        y = torch.stack([sp * sg - cp * cg * sd, sp * cg + cp * sg * sd, cp * cd], -1)
-        return x, y
-
-    def antenna_patterns(self, ra, dec, psi, gmst) -> tuple[torch.Tensor, torch.Tensor]:
-        """F+ and Fx, each (b, d), for ra, dec, psi (b,) rad and gmst (rad, scalar or (b,))."""
-        ra, dec, psi = (torch.as_tensor(v, dtype=torch.float64, device=self.response.device)
-                        for v in (ra, dec, psi))  # fmt: skip
-        gmst = torch.as_tensor(gmst, dtype=torch.float64, device=ra.device)
-        x, y = self._basis(ra, dec, psi, gmst)
-        d = self.response
-        fplus = torch.einsum("bi,dij,bj->bd", x, d, x) - torch.einsum("bi,dij,bj->bd", y, d, y)
-        fcross = torch.einsum("bi,dij,bj->bd", x, d, y) + torch.einsum("bi,dij,bj->bd", y, d, x)
-        return fplus, fcross
-
-    def time_delays(self, ra, dec, gmst) -> torch.Tensor:
-        """Arrival minus geocentre arrival time (b, d) in s."""
-        ra, dec = (torch.as_tensor(v, dtype=torch.float64, device=self.response.device)
-                   for v in (ra, dec))  # fmt: skip
-        gha = torch.as_tensor(gmst, dtype=torch.float64, device=ra.device) - ra
-        ehat = torch.stack(
-            [torch.cos(dec) * torch.cos(gha), -torch.cos(dec) * torch.sin(gha), torch.sin(dec)],
-            -1,
-        )
-        return -(ehat @ self.location.T) / C_SI
 
 
 class SNRSchedule:
@@ -294,116 +237,6 @@ class SignalInjector(nn.Module):
         snr = torch.as_tensor(snr, dtype=y.dtype, device=y.device)
         scale = torch.where(norm > 0, snr / norm.clamp_min(torch.finfo(y.dtype).tiny), 0.0)
         return y * scale[:, None, None]
-
-
-class CacheNoise:
-    """Noise rows from a cache's label-0 training samples, a different sample per detector.
-
-    ``array``: (n, d, time) conditioned noise (a memory map is fine); ``indices``: the
-    rows allowed (label 0, training fold only). Each row is time-reversed and
-    sign-flipped with probability 1/2 when ``reverse``/``flip``. ``preload``: keep the
-    rows as one tensor on ``device`` (default when they take under 1 GiB).
-    """
-
-    def __init__(
-        self,
-        array,
-        indices=None,
-        device: torch.device | str = "cpu",
-        reverse: bool = True,
-        flip: bool = True,
-        preload: bool | None = None,
-    ):
-        self.array = array
-        self.indices = np.arange(len(array)) if indices is None else np.asarray(indices)
-        n_det = array.shape[1]
-        if self.indices.size < n_det:
-            raise ValueError(
-                f"cached noise needs at least {n_det} label-0 samples (one per detector), "
-                f"got {self.indices.size}"
-            )
-        self.device = torch.device(device)
-        self.reverse, self.flip = reverse, flip
-        nbytes = self.indices.size * array.shape[1] * array.shape[2] * 4
-        if preload is None:
-            preload = nbytes < 2**30
-        self.rows = None
-        if preload:
-            rows = np.asarray(array[np.sort(self.indices)], dtype=np.float32)
-            self.indices = np.sort(self.indices)
-            self.rows = torch.from_numpy(rows).to(self.device)
-
-    def sample(self, rng: np.random.Generator, n: int) -> torch.Tensor:
-        """(n, d, time) float32 noise on ``device``; detectors come from distinct samples."""
-        m, n_det = self.indices.size, self.array.shape[1]
-        # Distinct positions per sample: an anchor plus distinct non-zero offsets mod m.
-        offsets = rng.integers(1, m, size=(n, n_det - 1))
-        for j in range(1, n_det - 1):  # collisions among offsets are rare: redraw them
-            clash = (offsets[:, j : j + 1] == offsets[:, :j]).any(1)
-            while clash.any():
-                offsets[clash, j] = rng.integers(1, m, size=int(clash.sum()))
-                clash = (offsets[:, j : j + 1] == offsets[:, :j]).any(1)
-        anchor = rng.integers(0, m, size=(n, 1))
-        pos = np.concatenate([anchor, (anchor + offsets) % m], axis=1)  # (n, d)
-        reverse = rng.random((n, n_det)) < 0.5 if self.reverse else np.zeros((n, n_det), bool)
-        sign = (
-            np.where(rng.random((n, n_det)) < 0.5, -1.0, 1.0) if self.flip else np.ones((n, n_det))
-        )
-        det = np.arange(n_det)
-        if self.rows is not None:
-            x = self.rows[
-                torch.from_numpy(pos).to(self.device), torch.arange(n_det, device=self.device)
-            ]
-        else:
-            rows = self.indices[pos]
-            flat = rows.ravel()
-            order = np.argsort(flat, kind="stable")
-            got = np.empty((flat.size, self.array.shape[2]), np.float32)
-            got[order] = self.array[flat[order], np.tile(det, n)[order]]
-            x = torch.from_numpy(got.reshape(n, n_det, -1)).to(self.device)
-        rev = torch.from_numpy(reverse).to(self.device)[..., None]
-        x = torch.where(rev, x.flip(-1), x)
-        return x * torch.from_numpy(sign).to(x)[..., None]
-
-
-class GaussianNoise(nn.Module):
-    """Stationary Gaussian noise coloured by a PSD, conditioned by ``conditioner``.
-
-    Like :class:`g2res.data.noise.ColoredNoise`: complex white coefficients scaled by
-    sqrt(PSD * N * fs / 4) on a ``segment_duration``-s grid, inverse transformed, the
-    middle ``n_time`` samples kept; then the cache's conditioning. Buffer ``amplitude``.
-    """
-
-    def __init__(
-        self,
-        frequencies,
-        psd,
-        conditioner: nn.Module,
-        sample_rate: float = SAMPLE_RATE,
-        n_time: int = N_SAMPLES,
-        segment_duration: float = 8.0,
-    ):
-        super().__init__()
-        self.n_time = int(n_time)
-        self.n_segment = int(round(segment_duration * sample_rate))
-        if self.n_segment < self.n_time:
-            raise ValueError(f"segment_duration {segment_duration} s is shorter than the window")
-        grid = interpolate_psd(frequencies, psd, self.n_segment, sample_rate)
-        amplitude = (grid * self.n_segment * sample_rate / 4.0).sqrt()
-        amplitude[..., 0] = 0.0
-        if self.n_segment % 2 == 0:
-            amplitude[..., -1] = 0.0
-        self.register_buffer("amplitude", amplitude.to(torch.float32))
-        self.conditioner = conditioner
-        self.offset = (self.n_segment - self.n_time) // 2
-
-    def forward(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        shape = (n, self.amplitude.shape[0], self.amplitude.shape[-1])
-        dev = self.amplitude.device
-        re = torch.randn(shape, generator=generator, device=dev)
-        im = torch.randn(shape, generator=generator, device=dev)
-        series = torch.fft.irfft(torch.complex(re, im) * self.amplitude, n=self.n_segment)
-        return self.conditioner(series[..., self.offset : self.offset + self.n_time])
 
 
 class InjectionBatches:

@@ -1,5 +1,6 @@
-"""Long simulated strain for the scan tests: design-PSD Gaussian noise with two loud BBH
-injections at known GPS times and a NaN gap, written as .npy and GWOSC-style HDF5."""
+"""Long simulated strain for the scan tests: design-PSD Gaussian noise with narrow spectral
+lines (60 Hz and harmonics, an off-grid 331.3-Hz line), two loud BBH injections at known GPS
+times and a NaN gap, written as .npy and GWOSC-style HDF5."""
 
 from __future__ import annotations
 
@@ -16,11 +17,31 @@ INJECTIONS = (23.3, 70.65)  # s after GPS0: geocentre merger times
 SNR = 25.0  # network optimal SNR of each injection
 GAP = (42.0, 47.5)  # s after GPS0: NaN in L1 only
 SCORE_BAND = (1.4, 1.8)  # s in the window where the excess-power scorer looks
+# Narrow lines: (frequency Hz, power in units of the noise power in 1 Hz at that frequency).
+LINES = ((60.0, 300.0), (120.0, 100.0), (180.0, 100.0), (331.3, 100.0))
 
 
-def simulate_long(seed: int, duration: float = DURATION, injections=INJECTIONS, snr=SNR):
-    """(3, n) float64 strain: coloured Gaussian noise + BBH signals merging at ``injections``
-    (s after the start, geocentre), and the per-detector arrival times (s)."""
+def add_lines(data: np.ndarray, seed: int, lines=LINES, rate: float = SAMPLE_RATE) -> np.ndarray:
+    """``data`` (3, n) plus sinusoids of the ``lines`` (random phase per detector from
+    ``seed``), each of power ``ratio * S(f) * 1 Hz`` for the design PSD S."""
+    from g2res.data.noise import design_psd
+
+    rng = np.random.default_rng([seed, 1])
+    t = np.arange(data.shape[-1]) / rate
+    out = data.copy()
+    for f0, ratio in lines:
+        amplitude = np.sqrt(2.0 * ratio * design_psd(np.array([f0]))[0])
+        phase = rng.uniform(0, 2 * np.pi, size=(data.shape[0], 1))
+        out += amplitude * np.sin(2 * np.pi * f0 * t + phase)
+    return out
+
+
+def simulate_long(
+    seed: int, duration: float = DURATION, injections=INJECTIONS, snr=SNR, lines=LINES
+):
+    """(3, n) float64 strain: coloured Gaussian noise with spectral ``lines`` + BBH signals
+    merging at ``injections`` (s after the start, geocentre), and the per-detector arrival
+    times (s)."""
     from g2res.data.noise import ColoredNoise, design_psd, rfft_frequencies
     from g2res.data.waveforms import Injector, Projector
 
@@ -44,7 +65,7 @@ def simulate_long(seed: int, duration: float = DURATION, injections=INJECTIONS, 
         start = int(round((t_merger - 6.5) * SAMPLE_RATE))
         noise[:, start : start + n_inj] += signal
         arrivals.append([info[f"t_{d}"] + t_merger - 6.5 for d in DETECTORS])
-    return noise, np.array(arrivals)
+    return add_lines(noise, seed, lines), np.array(arrivals)
 
 
 @pytest.fixture(scope="session")

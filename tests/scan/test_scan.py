@@ -52,7 +52,9 @@ def test_conditioning_matches_numpy_reference_and_whitens(long_strain):
             block[:, s : s + 4096].astype(np.float32), freqs, psd, SAMPLE_RATE, 0.25, 25.0, 400.0, 6
         )
         np.testing.assert_allclose(ours[k], ref, atol=2e-5 * np.abs(ref).max())
-    # Noise-only windows (the injections are at 23 s and 70 s): unit whitened variance.
+    # Noise-only windows (the injections are at 23 s and 70 s): unit whitened variance, with a
+    # PSD on the windows' own 0.5-Hz grid (2-s segments) that resolves the spectral lines.
+    freqs, psd = welch_reference(block, SAMPLE_RATE, 2.0, 0.5, "hann", "median")
     starts = np.arange(0, int(20 * SAMPLE_RATE), 2048)
     x = condition_windows(data, starts, freqs, psd, Conditioning()).numpy()
     var = x[..., 600:3500].var()  # the flat part of the Tukey taper

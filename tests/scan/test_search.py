@@ -183,3 +183,24 @@ def test_run_conditioning_follows_the_cache_manifest(tmp_path):
     (cache / "manifest.json").write_text(json.dumps({"settings": settings}))
     cfg.replace({"cache": str(cache)}).save(run / "config.yaml")
     assert run_conditioning(run) == Conditioning(fmin=30.0, window_alpha=0.1)
+
+
+def test_cli_scans_a_subset_of_detectors_only_when_asked(scan_inputs, tmp_path, capsys):
+    argv = _argv(scan_inputs, tmp_path / "two.csv", "--stride", "1")
+    i = argv.index("--v1")
+    del argv[i : i + 2]  # no V1 data
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "no strain file for V1" in err and "--detectors H1 L1" in err
+    assert main([*argv, "--detectors", "H1", "L1"]) == 0
+    report = json.loads((tmp_path / "two_report.json").read_text())
+    assert report["detectors"] == ["H1", "L1"] and report["absent_detectors"] == ["V1"]
+    assert report["skipped"][0]["detectors"] == ["L1"]  # the L1 gap, named by its detector
+    # One second of data: refused, naming the length a window needs.
+    for det in ("h1", "l1", "v1"):
+        np.save(tmp_path / f"{det}.npy", np.zeros(2048))
+    short = ["scan", "--runs", str(scan_inputs["run"]), "--sample-rate", "2048", "-q"]
+    short += [x for d in ("h1", "l1", "v1") for x in (f"--{d}", str(tmp_path / f"{d}.npy"))]
+    assert main([*short, "--out", str(tmp_path / "short.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "too short: a scan needs at least 2 s" in err and "is 1 s" in err

@@ -2,22 +2,26 @@
 
 A recipe (``pipelines/*.yaml``) is loaded into :class:`Config`; any field can be
 overridden from the command line with dotted ``key=value`` pairs, e.g.
-``train.lr=3e-4 model.backbone.name=resnet34 augment.sign_flip=0.5``. Values are
-parsed as YAML, so ``cv.fold=[0,2]`` and ``train.ema=null`` work.
+``train.lr=3e-4 model.backbone.name=resnet34 augment.sign_flip=0.5``.
+
+Values (in a recipe file or an override) are converted by the type of the field
+they set: a ``str`` field keeps the text as written (``injection.mode=off`` is the
+string ``"off"``, not YAML 1.1's false), a ``bool`` field takes true/false, on/off,
+yes/no or 1/0 (any case), numbers take ``3e-4`` or ``1000``, lists and tuples are
+YAML flow sequences (``cv.fold=[0,2]``; one value is a list of one), and ``null``
+(or nothing: ``train.ema=``) clears an optional field. A value that does not fit is
+an error naming the field, the value and the type expected.
 
 Sections whose fields are free-form (``model.frontend``, ``model.backbone``,
 ``model.head``) are plain dicts: their ``name`` picks a registered component and
-the other keys are passed to it as keyword arguments.
+the other keys are passed to it as keyword arguments; having no field types, their
+values are what YAML makes of them (``residual: off`` is false, ``eps: 1e-5`` a number).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import difflib
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from typing import Any
 import yaml
 
 from g2res import TAPER_ALPHA
+from g2res.config.values import ConfigError, _build, _load_yaml, _structure, _Text
 
 
 @dataclass
@@ -40,6 +45,13 @@ class SimulateConfig:
     merger_window: tuple[float, float] = (1.5, 1.9)  # s, merger time range in the 2-s window
     mass_range: tuple[float, float] = (7.0, 50.0)  # solar masses, detector-frame component masses
     workers: int = 1  # processes
+    # Non-Gaussian noise (g2res.data.glitches); the defaults leave the data as without them.
+    glitch_rate: float = 0.0  # expected glitches per sample (Poisson), each in one detector
+    glitch_snr: tuple[float, float] = (8.0, 50.0)  # per-detector optimal SNR range of glitches
+    glitch_kinds: list[str] = field(
+        default_factory=lambda: ["sine_gaussian", "blip", "scattered_light"]
+    )
+    psd_drift: float = 0.0  # X: PSD scale in [1-X, 1+X] and a tilt of up to 1+X at 20/500 Hz
 
 
 @dataclass
@@ -108,6 +120,11 @@ class AugmentConfig:
     mask_width: float = 0.1  # s, largest masked stretch
     detector_dropout: float = 0.0  # zero one random detector
     permute_detectors: float = 0.0  # reorder the detector channels at random (H1, L1, V1)
+    glitch: float = 0.0  # add a simulated glitch (g2res.data.glitches) to one random detector
+    glitch_snr: tuple[float, float] = (8.0, 50.0)  # its optimal SNR against the cache's PSD
+    glitch_kinds: list[str] = field(
+        default_factory=lambda: ["sine_gaussian", "blip", "scattered_light"]
+    )
 
 
 @dataclass
@@ -226,96 +243,12 @@ class Config:
         return apply_overrides(self, overrides)
 
 
-class ConfigError(ValueError):
-    """A recipe or override that does not fit :class:`Config`."""
-
-
 def _to_plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_to_plain(v) for v in obj]
     return obj
-
-
-def _strip_optional(tp: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(tp))
-        if len(args) == 1:
-            return args[0], optional
-        return typing.Union[tuple(args)], optional  # noqa: UP007
-    return tp, False
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check/convert a YAML value to the annotated type ``tp``."""
-    tp, optional = _strip_optional(tp)
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"{where}: null is not allowed here")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return _build(tp, value, where)
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        # A value that already has one of the types keeps it (2 stays 2 in str | int).
-        exact = [a for a in args if isinstance(a, type) and type(value) is a]
-        for arg in exact + [a for a in args if a not in exact]:
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: {value!r} does not fit {tp}")
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{where}: expected {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin is list:
-        (arg,) = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        return [_coerce(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return copy.deepcopy(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
-    return value
-
-
-def _build(cls: type, data: dict, where: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"unknown recipe field {path!r}{hint}")
-        kwargs[key] = _coerce(value, hints[key], path)
-    return cls(**kwargs)
 
 
 def config_from_dict(data: dict | None) -> Config:
@@ -333,7 +266,7 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"recipe {path} does not exist")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = _load_yaml(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
@@ -346,7 +279,11 @@ def load_config(
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"train.lr=3e-4"`` -> (["train", "lr"], 0.0003)."""
+    """``"train.lr=3e-4"`` -> (["train", "lr"], value).
+
+    The value keeps its text for the field's type to convert (see the module docs):
+    a :class:`str` subclass whose ``parsed`` is what YAML makes of it.
+    """
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value (e.g. train.lr=3e-4)")
     key, raw = text.split("=", 1)
@@ -354,16 +291,14 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key:
         raise ConfigError(f"override {text!r} has no key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        parsed = _load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
-        value = raw
-    if isinstance(value, str):
-        # YAML reads "3e-4" as a string; numbers with exponents are common here.
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    return key.split("."), value
+        parsed = raw
+    if isinstance(parsed, _Text):
+        if parsed.quoted:
+            return key.split("."), parsed
+        parsed = parsed.parsed
+    return key.split("."), _Text(raw.strip(), parsed)
 
 
 def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
@@ -382,6 +317,7 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict | None) -> Config:
                 raise ConfigError(f"unknown recipe field {'.'.join(keys)!r}")
             if node[part] is None:
                 node[part] = {}
+            node[part] = _structure(node[part])  # a mapping set by an earlier override
             node = node[part]
         if not isinstance(node, dict):
             raise ConfigError(f"cannot set {'.'.join(keys)!r}: its parent is not a mapping")
