@@ -77,6 +77,26 @@ class PreprocessConfig:
 
 
 @dataclass
+class BankConfig:
+    """The template bank of the ``bank`` front-end (``model.frontend: {name: bank}``).
+
+    Placed stochastically (``g2res.baselines.bank.stochastic_bank``) for the cache's PSD
+    once per run, whitened with the cache's conditioning, saved as ``RUN/bank.npz`` and
+    carried in every checkpoint. Its cost per sample grows with ``templates``.
+    """
+
+    templates: int = 64  # most templates; placement stops earlier once the prior is covered
+    mass_range: tuple[float, float] = (7.0, 50.0)  # solar masses, detector-frame components
+    spin_max: float = 0.99  # largest aligned-spin magnitude proposed
+    minimal_match: float = 0.9  # a proposal is kept when its best match is below this
+    approximant: str = "IMRPhenomD"  # aligned-spin or non-spinning lalsimulation approximant
+    convergence: int = 100  # stop after this many covered proposals in a row
+    # Whiten each detector's templates by its own PSD; false: by the detectors' harmonic
+    # mean, one template set for all (for augmentations that reorder detectors).
+    per_detector: bool = True
+
+
+@dataclass
 class ModelConfig:
     """Front-end -> backbone -> head. Each is ``{name: ..., **kwargs}``."""
 
@@ -85,6 +105,7 @@ class ModelConfig:
     head: dict = field(default_factory=lambda: {"name": "linear"})
     pretrained: str | None = None  # local weights file for the backbone
     freeze: str | int | None = None  # "backbone" or number of leading stages to freeze
+    bank: BankConfig = field(default_factory=BankConfig)  # the bank front-end's templates
 
 
 @dataclass

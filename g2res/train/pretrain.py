@@ -156,6 +156,9 @@ def pretrain(
         from g2res.models import build_model
 
         model = build_model(cfg.model, sample_rate=cache.sample_rate, n_time=n_time)
+    from g2res.transforms.bank import attach_bank  # bank front-end: templates beside the run
+
+    attach_bank(model, cache, cfg.model.bank, cfg.seed, out, progress=progress)
     model = model.to(device)
     if amp and getattr(model, "is_2d", False) and tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
