@@ -205,10 +205,12 @@ def stochastic_bank(
     n_samples: int = N_SAMPLES,
     device: str | torch.device = "cpu",
     proposals_per_batch: int = 32,
+    fmax: float | None = None,
     progress: bool = True,
 ) -> TemplateBank:
     """Place a stochastic bank (see module docstring) for a PSD (d, f) or (f,) in
-    strain^2/Hz on ``frequencies`` = rfftfreq(n_samples, 1 / sample_rate) Hz."""
+    strain^2/Hz on ``frequencies`` = rfftfreq(n_samples, 1 / sample_rate) Hz; matches
+    are weighed over ``fmin``-``fmax`` Hz (default Nyquist)."""
     from tqdm.auto import tqdm
 
     if not 0 < minimal_match < 1:
@@ -217,7 +219,7 @@ def stochastic_bank(
         raise ValueError(f"mass range {mass_range} Msun: need 0 < MIN <= MAX")
     psd = np.atleast_2d(np.asarray(psd, dtype=np.float64))
     # Harmonic mean: the network weighs each frequency by the sum of inverse PSDs.
-    weight = whitening(1.0 / np.mean(1.0 / psd, axis=0), frequencies, fmin)
+    weight = whitening(1.0 / np.mean(1.0 / psd, axis=0), frequencies, fmin, fmax)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
     device = torch.device(device)
     bank = torch.zeros((0, frequencies.size), dtype=torch.complex64, device=device)
@@ -264,6 +266,7 @@ def stochastic_bank(
             "proposals": n_proposed,
             "seed": seed,
             "fmin": fmin,
+            "fmax": fmax,
         },
     )
 

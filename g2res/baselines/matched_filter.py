@@ -5,9 +5,10 @@ given (never the simulator's), the complex SNR at lag t is
 
     z(t) = 4 df sum_{fmin <= f} d~(f) h~*(f) / S(f) exp(2 pi i f t) / sqrt(<h|h>),
 
-computed for all lags at once with a complex inverse FFT of the positive
-frequencies only (the analytic-signal trick), so |z| is maximised over phase. In
-Gaussian noise Re z and Im z have unit variance. The data are tapered with a Tukey
+computed for all lags, templates and detectors at once by the batched core
+:mod:`g2res.signal.matched` (Re z and Im z as real inverse FFTs of one product with
+kernels formed once per bank; DC and Nyquist left out), so |z| is maximised over
+phase. In Gaussian noise Re z and Im z have unit variance. The data are tapered with a Tukey
 window first (2-s windows are not periodic).
 
 The network statistic at H1 lag t is |z_H1(t)|^2 + max |z_L1|^2 within
@@ -28,11 +29,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from g2res import DETECTORS
 from g2res.baselines.bank import F_LOWER, TemplateBank, stochastic_bank, whitening
 from g2res.data.layout import INJECTIONS, SAMPLE_SUBMISSION, TRAIN_LABELS, sample_path
+from g2res.signal.matched import (
+    complex_snr,
+    correlation_kernels,
+    sliding_max,
+    snr_power,
+    snr_quadratures,
+    template_chunk,
+)
 from g2res.utils import atomic_open, resolve_device
 
 SAMPLE_RATE = 2048.0  # Hz
@@ -122,36 +130,46 @@ class MatchedFilter:
         unit = np.broadcast_to(unit, (*unit.shape[:-2], len(DETECTORS), unit.shape[-1])).copy()
         return torch.as_tensor(unit, dtype=torch.complex64).to(self.device), sigma
 
+    def kernels(self, u: torch.Tensor) -> torch.Tensor:
+        """Correlation kernels (..., 3, 2, f) of unit-norm template spectra ``u`` (..., 3, f)
+        (:func:`g2res.signal.matched.correlation_kernels`): form them once per bank."""
+        return correlation_kernels(u, self.length / 2.0, self.n_samples)
+
     def snr_series(self, d: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Complex SNR (batch, templates, 3, lags) of data spectra ``d`` (batch, 3, f) with
         template spectra ``u`` (templates, 3, f) or per sample (batch, templates, 3, f)."""
-        if u.ndim == 3:
-            u = u[None]
-        prod = d[:, None] * u.conj()
-        return torch.fft.ifft(prod, n=self.length, dim=-1) * self.length
+        return complex_snr(d, self.kernels(u), self.length)
 
     def network(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Network statistic of complex SNRs (batch, T, 3, lags): for each (batch, T) the
         maximum over H1 lags of the coincident sum of |z|^2, its lag index and the three
         per-detector |z|^2 there. Shapes (batch, T)."""
-        p = z.real.square() + z.imag.square()
-        b, t, _, n = p.shape
-        pooled = [p[:, :, 0]]
-        for k, w in enumerate(self.pool, start=1):
-            q = p[:, :, k].reshape(b * t, 1, n)
-            pooled.append(F.max_pool1d(q, 2 * w + 1, stride=1, padding=w).reshape(b, t, n))
-        pooled = torch.stack(pooled, 2)  # (b, t, 3, n)
-        total = pooled.sum(2)
+        return self.network_power(z.real.square() + z.imag.square())
+
+    def network_power(self, p: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """:meth:`network` of per-detector ``|z|^2`` (batch, T, 3, lags)."""
+        pooled = [p[:, :, 0]] + [sliding_max(p[:, :, k], w) for k, w in enumerate(self.pool, 1)]
+        total = pooled[0] + pooled[1]
+        for part in pooled[2:]:
+            total += part
         stat, lag = total.max(-1)
-        per_det = pooled.gather(-1, lag[:, :, None, None].expand(b, t, 3, 1))[..., 0]
+        per_det = torch.stack([part.gather(-1, lag[..., None])[..., 0] for part in pooled], -1)
         return stat, lag, per_det
 
     def filter(
-        self, x: np.ndarray, u: torch.Tensor, template_batch: int = 64, chisq_bins: int = 0
+        self,
+        x: np.ndarray,
+        u: torch.Tensor,
+        template_batch: int | None = 64,
+        chisq_bins: int = 0,
+        kernels=None,
     ) -> dict:
         """Best network statistic of data ``x`` (batch, 3, n) over templates ``u``
         (T, 3, f) or per sample (batch, T, 3, f).
 
+        ``kernels``: ``self.kernels(u)`` when already formed (once per bank). Templates go
+        through the batched core (:mod:`g2res.signal.matched`) in chunks of at most
+        ``template_batch`` that fit :data:`~g2res.signal.matched.CHUNK_BYTES`.
         Returns numpy arrays (batch,): ``snr`` (network SNR), ``template`` (index),
         ``time`` (s, H1 lag of the peak) and ``snr_H1``, ``snr_L1``, ``snr_V1``. With
         ``chisq_bins`` p > 0 templates are ranked by the network re-weighted SNR
@@ -160,52 +178,72 @@ class MatchedFilter:
         """
         d = self.data_spectra(x)
         n = d.shape[0]
-        best = torch.full((n,), -1.0, device=self.device)
-        index = torch.zeros(n, dtype=torch.long, device=self.device)
-        lag = torch.zeros(n, dtype=torch.long, device=self.device)
-        dets = torch.zeros((n, 3), device=self.device)
-        n_templates = u.shape[-3]
-        # --- chi-squared veto (g2res.baselines.chisq): rank by the re-weighted statistic
-        veto = {} if chisq_bins else None
+        k = self.kernels(u) if kernels is None else kernels
+        n_templates = k.shape[-4]
+        chunk = template_chunk(n, len(DETECTORS), d.shape[-1], self.length, limit=template_batch)
+        rows = torch.arange(n, device=self.device)
         if chisq_bins:
-            from g2res.baselines.chisq import reweighted_network
-
-            rank = torch.full((n,), -1.0, dtype=torch.float64, device=self.device)
-            veto = {k: torch.zeros((n, 3), dtype=torch.float64) for k in ("chisq_r", "newsnr")}
-        # --- end chi-squared veto
-        with torch.no_grad():
-            for s in range(0, n_templates, template_batch):
-                chunk = u[..., s : s + template_batch, :, :]
-                z = self.snr_series(d, chunk)
-                stat, lags, per = self.network(z)
-                rows = torch.arange(n, device=self.device)
-                if veto is None:
-                    value, j = stat.max(1)
-                    better = value > best
-                else:  # --- chi-squared veto
-                    rw = reweighted_network(d, chunk, z, lags, self.pool, chisq_bins)
-                    value, j = rw["stat"].max(1)
-                    better = value > rank
-                    rank = torch.where(better, value, rank)
-                    for k in veto:
-                        veto[k] = torch.where(better[:, None].cpu(), rw[k][rows, j].cpu(), veto[k])
-                    value = stat[rows, j]  # --- end chi-squared veto
-                best = torch.where(better, value, best)
-                index = torch.where(better, j + s, index)
-                lag = torch.where(better, lags[rows, j], lag)
-                dets = torch.where(better[:, None], per[rows, j], dets)
+            best, index, lag, dets, veto, rank = self._filter_vetoed(d, u, k, chunk, chisq_bins)
+        else:
+            stats, lags, pers = [], [], []
+            with torch.no_grad():
+                for s in range(0, n_templates, chunk):
+                    q = snr_quadratures(d, k[..., s : s + chunk, :, :, :], self.length)
+                    stat, lag, per = self.network_power(snr_power(q))
+                    stats.append(stat)
+                    lags.append(lag)
+                    pers.append(per)
+            stat, lag, per = torch.cat(stats, 1), torch.cat(lags, 1), torch.cat(pers, 1)
+            best, index = stat.max(1)  # first maximum: the lowest template index on ties
+            lag, dets = lag[rows, index], per[rows, index]
+            veto = None
         out = {
             "snr": best.clamp(min=0).sqrt().cpu().numpy().astype(np.float64),
             "template": index.cpu().numpy(),
             "time": lag.cpu().numpy() / (self.sample_rate * self.upsample),
         }
-        for k, det in enumerate(DETECTORS):
-            out[f"snr_{det}"] = dets[:, k].clamp(min=0).sqrt().cpu().numpy().astype(np.float64)
+        for j, det in enumerate(DETECTORS):
+            out[f"snr_{det}"] = dets[:, j].clamp(min=0).sqrt().cpu().numpy().astype(np.float64)
         if veto is not None:  # --- chi-squared veto
             out["newsnr"] = rank.clamp(min=0).sqrt().cpu().numpy()
-            for key, k, det in ((key, k, det) for key in veto for k, det in enumerate(DETECTORS)):
-                out[f"{key}_{det}"] = veto[key][:, k].numpy()
+            for key, j, det in ((key, j, det) for key in veto for j, det in enumerate(DETECTORS)):
+                out[f"{key}_{det}"] = veto[key][:, j].numpy()
         return out
+
+    # --- chi-squared veto (g2res.baselines.chisq): rank by the re-weighted statistic
+    def _filter_vetoed(self, d, u, k, chunk: int, chisq_bins: int):
+        """:meth:`filter`'s template loop ranking by the network re-weighted SNR, which
+        needs each chunk's complex SNR series ``z`` and template spectra ``u``."""
+        from g2res.baselines.chisq import reweighted_network
+
+        n = d.shape[0]
+        rows = torch.arange(n, device=self.device)
+        best = torch.full((n,), -1.0, device=self.device)
+        index = torch.zeros(n, dtype=torch.long, device=self.device)
+        lag = torch.zeros(n, dtype=torch.long, device=self.device)
+        dets = torch.zeros((n, 3), device=self.device)
+        rank = torch.full((n,), -1.0, dtype=torch.float64, device=self.device)
+        veto = {key: torch.zeros((n, 3), dtype=torch.float64) for key in ("chisq_r", "newsnr")}
+        with torch.no_grad():
+            for s in range(0, k.shape[-4], chunk):
+                u_chunk = u[..., s : s + chunk, :, :]
+                z = complex_snr(d, k[..., s : s + chunk, :, :, :], self.length)
+                stat, lags, per = self.network(z)
+                rw = reweighted_network(d, u_chunk, z, lags, self.pool, chisq_bins)
+                value, j = rw["stat"].max(1)
+                better = value > rank
+                rank = torch.where(better, value, rank)
+                for key in veto:
+                    veto[key] = torch.where(
+                        better[:, None].cpu(), rw[key][rows, j].cpu(), veto[key]
+                    )
+                best = torch.where(better, stat[rows, j], best)
+                index = torch.where(better, j + s, index)
+                lag = torch.where(better, lags[rows, j], lag)
+                dets = torch.where(better[:, None], per[rows, j], dets)
+        return best, index, lag, dets, veto, rank
+
+    # --- end chi-squared veto
 
 
 # ---------------------------------------------------------------------------- data
@@ -363,7 +401,7 @@ def matched_filter(
     mf = MatchedFilter(filt_psd, taper_alpha=taper_alpha, device=dev)
 
     the_oracle = Oracle(data_dir, seed) if oracle else None
-    templates = None
+    templates = kernels = None
     if the_oracle is None:
         if isinstance(bank, (str, os.PathLike)):
             bank = TemplateBank.load(bank)
@@ -375,6 +413,7 @@ def matched_filter(
         if save_bank is not None:
             bank.save(save_bank)
         templates, _ = mf.template_spectra(bank.waveforms())
+        kernels = mf.kernels(templates)  # once per bank
 
     rows: list[pd.DataFrame] = []
     bar = tqdm(total=len(ids), desc="matched filter", unit="sample", disable=not progress)
@@ -388,7 +427,7 @@ def matched_filter(
                 res = mf.filter(x, u[:, None], template_batch, chisq_bins)
                 extra = {"template_id": chosen}
             else:
-                res = mf.filter(x, templates, template_batch, chisq_bins)
+                res = mf.filter(x, templates, template_batch, chisq_bins, kernels=kernels)
                 extra = {k: getattr(bank, k)[res["template"]] for k in ("mass1", "mass2")}
                 extra.update({k: getattr(bank, k)[res["template"]] for k in ("spin1z", "spin2z")})
             frame = pd.DataFrame({"id": batch, **res, **extra})

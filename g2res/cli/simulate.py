@@ -68,6 +68,41 @@ def add_parser(sub) -> None:
         help="solar masses, range of each component mass",
     )
     p.add_argument("--workers", type=int, default=d.workers, help="worker processes")
+    p.add_argument(
+        "--glitch-rate",
+        type=float,
+        default=d.glitch_rate,
+        help=(
+            "expected glitches per sample (Poisson), in noise and signal samples, each in one "
+            "detector chosen at random; all listed in truth/glitches.csv"
+        ),
+    )
+    p.add_argument(
+        "--glitch-snr",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=list(d.glitch_snr),
+        help="optimal SNR of a glitch in its detector, drawn uniformly in [MIN, MAX]",
+    )
+    p.add_argument(
+        "--glitch-kinds",
+        nargs="+",
+        metavar="KIND",
+        default=list(d.glitch_kinds),
+        help="glitch kinds drawn with equal odds: sine_gaussian, blip, scattered_light",
+    )
+    p.add_argument(
+        "--psd-drift",
+        type=float,
+        default=d.psd_drift,
+        metavar="X",
+        help=(
+            "PSD drift per sample and detector: scale uniform in [1-X, 1+X] times a tilt "
+            "(f/100 Hz)^t reaching up to a factor 1+X at 20 and 500 Hz; recorded in "
+            "truth/psd_drift.csv"
+        ),
+    )
     p.add_argument("--force", action="store_true", help="overwrite a non-empty OUT_DIR")
     common_args(p)
     p.set_defaults(func=run)
@@ -88,6 +123,10 @@ def run(args) -> int:
             merger_window=tuple(args.merger_window),
             mass_range=tuple(args.mass_range),
             workers=args.workers,
+            glitch_rate=args.glitch_rate,
+            glitch_snr=tuple(args.glitch_snr),
+            glitch_kinds=list(args.glitch_kinds),
+            psd_drift=args.psd_drift,
         ),
         seed=0 if args.seed is None else args.seed,
         force=args.force,

@@ -18,7 +18,9 @@ def add_parser(sub) -> None:
             "run, blend the runs, check the result against sample_submission.csv (same ids,\n"
             "same order, finite probabilities in [0, 1]) and write it atomically.\n"
             "With OOF predictions (oof.csv) in every run, the OOF AUC of each run and of\n"
-            "the blend is reported."
+            "the blend is reported. --stack replaces the blend by a stacker fitted on the\n"
+            "runs' OOF predictions (and --stat-train/--stat-test statistics), cross-validated\n"
+            "over the runs' folds and saved as OUT's .stack.json companion."
         ),
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories of g2res cv-train")
@@ -56,6 +58,25 @@ def add_parser(sub) -> None:
         action="store_true",
         help="fit weights maximising the blend's OOF AUC (an in-sample figure)",
     )
+    w.add_argument(
+        "--stack",
+        nargs="?",
+        const="logistic",
+        choices=["logistic", "hgb"],
+        metavar="STACKER",
+        help="stack the runs instead of blending: logistic regression on logits (--stack) "
+        "or a gradient-boosted tree model (--stack hgb), fitted on the runs' oof.csv",
+    )
+    for split in ("train", "test"):
+        p.add_argument(
+            f"--stat-{split}",
+            action="append",
+            default=None,
+            metavar="NAME=CSV",
+            help=f"with --stack: scores of a statistic on the {split} split (id and snr, score "
+            "or target; e.g. a matched filter's .raw.csv); repeatable, once per NAME and split",
+        )
+    p.add_argument("--seed", type=int, default=0, help="seed of the hgb stacker")
     p.add_argument(
         "--fill-missing",
         type=float,
@@ -73,6 +94,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from g2res.ensemble.stack import parse_named_files
     from g2res.ensemble.submit import submit
     from g2res.utils import write_json
 
@@ -86,6 +108,10 @@ def run(args) -> int:
         weights=args.weights,
         fit_weights=args.fit_weights,
         fill_missing=args.fill_missing,
+        stack=args.stack,
+        stat_train=parse_named_files(args.stat_train, "--stat-train"),
+        stat_test=parse_named_files(args.stat_test, "--stat-test"),
+        seed=args.seed,
         batch_size=args.batch_size,
         device=args.device,
         force=args.force,

@@ -48,6 +48,13 @@ class SimulateConfig:
     merger_window: tuple[float, float] = (1.5, 1.9)  # s, merger time range in the 2-s window
     mass_range: tuple[float, float] = (7.0, 50.0)  # solar masses, detector-frame component masses
     workers: int = 1  # processes
+    # Non-Gaussian noise (g2res.data.glitches); the defaults leave the data as without them.
+    glitch_rate: float = 0.0  # expected glitches per sample (Poisson), each in one detector
+    glitch_snr: tuple[float, float] = (8.0, 50.0)  # per-detector optimal SNR range of glitches
+    glitch_kinds: list[str] = field(
+        default_factory=lambda: ["sine_gaussian", "blip", "scattered_light"]
+    )
+    psd_drift: float = 0.0  # X: PSD scale in [1-X, 1+X] and a tilt of up to 1+X at 20/500 Hz
 
 
 @dataclass
@@ -73,6 +80,26 @@ class PreprocessConfig:
 
 
 @dataclass
+class BankConfig:
+    """The template bank of the ``bank`` front-end (``model.frontend: {name: bank}``).
+
+    Placed stochastically (``g2res.baselines.bank.stochastic_bank``) for the cache's PSD
+    once per run, whitened with the cache's conditioning, saved as ``RUN/bank.npz`` and
+    carried in every checkpoint. Its cost per sample grows with ``templates``.
+    """
+
+    templates: int = 64  # most templates; placement stops earlier once the prior is covered
+    mass_range: tuple[float, float] = (7.0, 50.0)  # solar masses, detector-frame components
+    spin_max: float = 0.99  # largest aligned-spin magnitude proposed
+    minimal_match: float = 0.9  # a proposal is kept when its best match is below this
+    approximant: str = "IMRPhenomD"  # aligned-spin or non-spinning lalsimulation approximant
+    convergence: int = 100  # stop after this many covered proposals in a row
+    # Whiten each detector's templates by its own PSD; false: by the detectors' harmonic
+    # mean, one template set for all (for augmentations that reorder detectors).
+    per_detector: bool = True
+
+
+@dataclass
 class ModelConfig:
     """Front-end -> backbone -> head. Each is ``{name: ..., **kwargs}``."""
 
@@ -81,6 +108,7 @@ class ModelConfig:
     head: dict = field(default_factory=lambda: {"name": "linear"})
     pretrained: str | None = None  # local weights file for the backbone
     freeze: str | int | None = None  # "backbone" or number of leading stages to freeze
+    bank: BankConfig = field(default_factory=BankConfig)  # the bank front-end's templates
 
 
 @dataclass
@@ -95,6 +123,11 @@ class AugmentConfig:
     mask_width: float = 0.1  # s, largest masked stretch
     detector_dropout: float = 0.0  # zero one random detector
     permute_detectors: float = 0.0  # reorder the detector channels at random (H1, L1, V1)
+    glitch: float = 0.0  # add a simulated glitch (g2res.data.glitches) to one random detector
+    glitch_snr: tuple[float, float] = (8.0, 50.0)  # its optimal SNR against the cache's PSD
+    glitch_kinds: list[str] = field(
+        default_factory=lambda: ["sine_gaussian", "blip", "scattered_light"]
+    )
 
 
 @dataclass

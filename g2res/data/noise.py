@@ -184,11 +184,24 @@ class ColoredNoise:
         self.amplitude = amplitude
         self.start = (self.n_segment - self.n_samples) // 2
 
-    def __call__(self, rng: np.random.Generator, batch: int | None = None) -> np.ndarray:
-        """Noise in strain: (3, n_samples), or (batch, 3, n_samples) when ``batch`` is given."""
+    def __call__(
+        self,
+        rng: np.random.Generator,
+        batch: int | None = None,
+        psd_factor: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Noise in strain: (3, n_samples), or (batch, 3, n_samples) when ``batch`` is given.
+
+        ``psd_factor`` (3, f) on :attr:`frequencies` (the segment's rfft grid) multiplies
+        the PSD (e.g. :func:`g2res.data.glitches.drift_factor`); the same ``rng`` draws
+        give the same noise recoloured.
+        """
         lead = () if batch is None else (int(batch),)
         shape = (*lead, self.n_detectors, self.frequencies.size)
         white = rng.standard_normal((2, *shape))
-        coeffs = self.amplitude * (white[0] + 1j * white[1])
+        amplitude = self.amplitude
+        if psd_factor is not None:
+            amplitude = amplitude * np.sqrt(np.asarray(psd_factor, dtype=float))
+        coeffs = amplitude * (white[0] + 1j * white[1])
         series = np.fft.irfft(coeffs, n=self.n_segment, axis=-1)
         return series[..., self.start : self.start + self.n_samples]

@@ -9,10 +9,21 @@ whitened), ``training_labels.csv``, ``sample_submission.csv`` and the truth:
   :func:`sample_rng`, so any sample can be regenerated with its noise and signal apart;
 - ``truth/psd.npy``: the PSD used, on the window's rfft grid, columns (frequency, H1,
   L1, V1) like a ``--psd`` file;
+- ``truth/glitches.csv``: one row per glitch (``--glitch-rate``; header only without):
+  id, split, detector, kind, time (s, centre in the window), f0 (Hz), Q, duration (s),
+  phase (rad) and snr, the optimal SNR in its detector against that sample's PSD (with
+  its drift); see :mod:`g2res.data.glitches`;
+- ``truth/psd_drift.csv`` (only with ``--psd-drift``): id, split and per detector the
+  ``scale_<det>`` and ``tilt_<det>`` of that sample's PSD, ``S(f) scale (f / 100 Hz)^tilt``;
 - ``truth/simulate.json``: the settings.
 
 Each sample is generated from its own generator seeded by (seed, sample index), so the
-bytes do not depend on the number of workers. Nothing downstream may rely on truth/.
+bytes do not depend on the number of workers. Glitches and PSD drift draw from two more
+generators of the sample (:func:`sample_generators`), so with ``glitch_rate=0`` and
+``psd_drift=0`` the data are those of a simulation without them, and with them the same
+noise (recoloured), signals and labels plus the glitches. Signal SNRs stay those against
+the undrifted PSD (the source's loudness); glitch SNRs are against the drifted one.
+Nothing downstream may rely on truth/.
 """
 
 from __future__ import annotations
@@ -21,13 +32,20 @@ import math
 import multiprocessing
 import os
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from g2res.config import SimulateConfig
+from g2res.data.glitches import (
+    GLITCH_COLUMNS,
+    check_kinds,
+    draw_drift,
+    draw_glitches,
+    drift_factor,
+)
 from g2res.data.layout import (
     INJECTIONS,
     SAMPLE_SUBMISSION,
@@ -51,6 +69,8 @@ from g2res.utils import atomic_open, check_output_dir, save_npy, write_json
 ID_LENGTH = 10
 DEFAULT_CONFIG = SimulateConfig()  # never mutated
 PSD_FILE = "truth/psd.npy"
+GLITCHES_FILE = "truth/glitches.csv"
+DRIFT_FILE = "truth/psd_drift.csv"
 SETTINGS_FILE = "truth/simulate.json"
 PARAMETER_COLUMNS = [f.name for f in fields(BBHParameters) if f.name != "snr"]
 INJECTION_COLUMNS = (
@@ -59,11 +79,25 @@ INJECTION_COLUMNS = (
     + [f"snr_{d}" for d in DETECTORS]
     + ["snr_network"]
 )
+GLITCH_FILE_COLUMNS = ["id", "split", "detector", *GLITCH_COLUMNS]
+DRIFT_COLUMNS = ["id", "split"] + [f"{k}_{d}" for k in ("scale", "tilt") for d in DETECTORS]
 
 
 def sample_rng(seed: int, index: int) -> np.random.Generator:
     """The generator of sample ``index`` (0-based over train then test) for ``seed``."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, int(index))))
+
+
+def sample_generators(seed: int, index: int) -> tuple[np.random.Generator, ...]:
+    """(noise and signal, PSD drift, glitches) generators of sample ``index`` for ``seed``.
+
+    The first is :func:`sample_rng`; the others are its own streams, so turning glitches
+    or drift on does not change the noise or signal draws.
+    """
+    return tuple(
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+        for key in ((1, int(index)), (1, int(index), 1), (1, int(index), 2))
+    )
 
 
 def make_ids(n: int, seed: int) -> list[str]:
@@ -89,16 +123,25 @@ def make_targets(n: int, fraction: float, rng: np.random.Generator) -> np.ndarra
 
 @dataclass
 class Sample:
-    """One simulated window: ``noise`` and ``signal`` (3, 4096) strain, data = noise + signal."""
+    """One simulated window: ``noise``, ``signal`` and ``glitch`` (3, 4096) strain,
+    data = noise + signal (+ glitch when there is one).
+
+    ``glitches``: (detector row, :class:`g2res.data.glitches.Glitch`) of each glitch;
+    ``drift``: the PSD (scale (3,), tilt (3,)) of the noise, None when undrifted.
+    """
 
     noise: np.ndarray
     signal: np.ndarray
     params: BBHParameters | None
     info: dict
+    glitch: np.ndarray | None = None
+    glitches: list = field(default_factory=list)
+    drift: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def data(self) -> np.ndarray:
-        return self.noise + self.signal
+        data = self.noise + self.signal
+        return data if self.glitch is None else data + self.glitch
 
 
 class Simulator:
@@ -118,14 +161,43 @@ class Simulator:
             snr_range=config.snr,
         )
 
-    def make_sample(self, rng: np.random.Generator, target: int) -> Sample:
-        """Noise always first, then (target 1) parameters and signal, from ``rng``."""
-        noise = self.noise(rng)
+    def make_sample(
+        self,
+        rng: np.random.Generator,
+        target: int,
+        drift_rng: np.random.Generator | None = None,
+        glitch_rng: np.random.Generator | None = None,
+    ) -> Sample:
+        """Noise always first, then (target 1) parameters and signal, from ``rng``.
+
+        With ``drift_rng`` and ``config.psd_drift > 0`` the noise PSD is drifted; with
+        ``glitch_rng`` and ``config.glitch_rate > 0`` glitches are added (their SNRs
+        against the sample's PSD). See :func:`sample_generators`.
+        """
+        c = self.config
+        drift = None
+        factor = None
+        psd = self.psd
+        if drift_rng is not None and c.psd_drift > 0:
+            drift = draw_drift(drift_rng, c.psd_drift, self.psd.shape[0])
+            factor = drift_factor(self.noise.frequencies, *drift)
+            psd = self.psd * drift_factor(self.frequencies, *drift)
+        noise = self.noise(rng, psd_factor=factor)
         if not target:
-            return Sample(noise, np.zeros_like(noise), None, {})
-        params = self.injector.draw(rng)
-        signal, info = self.injector.render(params)
-        return Sample(noise, signal, params, info)
+            sample = Sample(noise, np.zeros_like(noise), None, {})
+        else:
+            params = self.injector.draw(rng)
+            signal, info = self.injector.render(params)
+            sample = Sample(noise, signal, params, info)
+        sample.drift = drift
+        if glitch_rng is not None and c.glitch_rate > 0:
+            glitch, records = draw_glitches(
+                glitch_rng, c.glitch_rate, psd, SAMPLE_RATE, N_SAMPLES, c.glitch_kinds,
+                c.glitch_snr,
+            )  # fmt: skip
+            if records:
+                sample.glitch, sample.glitches = glitch, records
+        return sample
 
 
 _WORKER: dict = {}
@@ -135,10 +207,11 @@ def _init_worker(config: SimulateConfig, out_dir: str, seed: int) -> None:
     _WORKER.update(simulator=Simulator(config), out_dir=out_dir, seed=seed)
 
 
-def _run_task(task: tuple[int, str, str, int]) -> dict:
+def _run_task(task: tuple[int, str, str, int]) -> tuple[dict, list[dict], dict | None]:
+    """Write one sample; returns its injections row, glitch rows and drift row (or None)."""
     index, split, sample_id, target = task
     sim: Simulator = _WORKER["simulator"]
-    sample = sim.make_sample(sample_rng(_WORKER["seed"], index), target)
+    sample = sim.make_sample(*_with_target(sample_generators(_WORKER["seed"], index), target))
     save_npy(sample_path(_WORKER["out_dir"], split, sample_id), sample.data)
     row = {"id": sample_id, "index": index, "split": split, "target": target}
     row.update(dict.fromkeys(PARAMETER_COLUMNS, math.nan))
@@ -148,7 +221,21 @@ def _run_task(task: tuple[int, str, str, int]) -> dict:
     if sample.params is not None:
         row.update({k: v for k, v in sample.params.to_dict().items() if k in PARAMETER_COLUMNS})
         row.update(sample.info)
-    return row
+    glitches = [
+        {"id": sample_id, "split": split, "detector": DETECTORS[det], **glitch.to_dict()}
+        for det, glitch in sample.glitches
+    ]
+    drift = None
+    if sample.drift is not None:
+        drift = {"id": sample_id, "split": split}
+        for name, values in zip(("scale", "tilt"), sample.drift):
+            drift.update({f"{name}_{d}": float(v) for d, v in zip(DETECTORS, values)})
+    return row, glitches, drift
+
+
+def _with_target(generators: tuple, target: int) -> tuple:
+    rng, drift_rng, glitch_rng = generators
+    return rng, target, drift_rng, glitch_rng
 
 
 def check_config(config: SimulateConfig) -> None:
@@ -168,6 +255,13 @@ def check_config(config: SimulateConfig) -> None:
         raise ValueError(f"mass_range {c.mass_range} Msun: need 0 < MIN <= MAX")
     if c.workers < 1:
         raise ValueError(f"workers={c.workers}: need at least 1")
+    if not c.glitch_rate >= 0:
+        raise ValueError(f"glitch_rate {c.glitch_rate}: need expected glitches per sample >= 0")
+    if not 0 < c.glitch_snr[0] <= c.glitch_snr[1]:
+        raise ValueError(f"glitch_snr range {c.glitch_snr}: need 0 < MIN <= MAX")
+    check_kinds(c.glitch_kinds, "glitch_kinds")
+    if not 0 <= c.psd_drift < 1:
+        raise ValueError(f"psd_drift {c.psd_drift}: need 0 <= X < 1 (0.2: +/-20%)")
     _approximant(c.approximant)
 
 
@@ -189,6 +283,13 @@ def _clear_previous(out: Path) -> None:
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     with atomic_open(path, "w", newline="") as fh:
         frame.to_csv(fh, index=False, float_format="%.10g")
+
+
+def _by_split(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """Rows ordered like injections.csv: train then test, by id (stable within an id)."""
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["_order"] = frame.split.map({"train": 0, "test": 1})
+    return frame.sort_values(["_order", "id"], kind="stable").drop(columns="_order")
 
 
 def simulate(
@@ -228,12 +329,22 @@ def simulate(
     workers = min(config.workers, n_total)
     bar = tqdm(total=n_total, desc="simulate", unit="sample", disable=not progress)
     rows: list[dict] = []
+    glitch_rows: list[dict] = []
+    drift_rows: list[dict] = []
+
+    def collect(result: tuple[dict, list[dict], dict | None]) -> None:
+        row, glitches, drift = result
+        rows.append(row)
+        glitch_rows.extend(glitches)
+        if drift is not None:
+            drift_rows.append(drift)
+        bar.update()
+
     if workers == 1:
         _WORKER.update(simulator=sim, out_dir=str(out), seed=seed)
         try:
             for task in tasks:
-                rows.append(_run_task(task))
-                bar.update()
+                collect(_run_task(task))
         finally:
             _WORKER.clear()
     else:
@@ -241,9 +352,8 @@ def simulate(
         with multiprocessing.get_context().Pool(
             workers, initializer=_init_worker, initargs=(config, str(out), seed)
         ) as pool:
-            for row in pool.imap(_run_task, tasks, chunksize=chunksize):
-                rows.append(row)
-                bar.update()
+            for result in pool.imap(_run_task, tasks, chunksize=chunksize):
+                collect(result)
     bar.close()
 
     table = pd.DataFrame(rows, columns=INJECTION_COLUMNS)
@@ -253,6 +363,9 @@ def simulate(
     _write_csv(out / SAMPLE_SUBMISSION, test[["id"]].assign(target=0.5))
     _write_csv(out / TEST_LABELS, test[["id", "target"]])
     _write_csv(out / INJECTIONS, pd.concat([train, test]))
+    _write_csv(out / GLITCHES_FILE, _by_split(glitch_rows, GLITCH_FILE_COLUMNS))
+    if config.psd_drift > 0:
+        _write_csv(out / DRIFT_FILE, _by_split(drift_rows, DRIFT_COLUMNS))
     # Columns (frequency, H1, L1, V1): the --psd file format, so a data set can be remade.
     save_npy(out / PSD_FILE, np.column_stack([sim.frequencies, sim.psd.T]))
     write_json(

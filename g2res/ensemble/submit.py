@@ -1,9 +1,9 @@
-"""``g2res submit``: fold models x TTA -> per-run mean -> blend -> validated CSV."""
+"""``g2res submit``: fold models x TTA -> per-run mean -> blend or stack -> validated CSV."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +11,7 @@ import numpy as np
 from g2res.data.cache import Cache
 from g2res.data.layout import SAMPLE_SUBMISSION
 from g2res.ensemble import blend as blending
+from g2res.ensemble import stack as stacking
 from g2res.ensemble.predict import ModelLoader, find_run, predict_run, tta_transforms
 from g2res.ensemble.submission import make_submission, read_sample_submission, write_submission
 from g2res.utils import resolve_device
@@ -51,6 +52,10 @@ def submit(
     weights: Sequence[float] | None = None,
     fit_weights: bool = False,
     fill_missing: float | None = None,
+    stack: str | None = None,
+    stat_train: Mapping[str, str | os.PathLike] | None = None,
+    stat_test: Mapping[str, str | os.PathLike] | None = None,
+    seed: int = 0,
     batch_size: int = 256,
     device: str = "auto",
     force: bool = False,
@@ -64,11 +69,17 @@ def submit(
     over the identity and the ``tta`` transforms; None: the first run's recipe's
     ``submit.tta``, ``[]``: none). Runs are combined by ``method``
     (``mean`` or ``rank``) with ``weights`` (default equal), or with weights fitted
-    on the runs' OOF predictions when ``fit_weights``. ``cache`` None: the cache
+    on the runs' OOF predictions when ``fit_weights``, or by a stacker when ``stack``
+    (``logistic`` or ``hgb``, :mod:`g2res.ensemble.stack`): fitted on the runs'
+    OOF predictions and the ``stat_train`` statistics (``{name: csv}``), applied to
+    the runs' test predictions and the ``stat_test`` statistics, cross-validated over
+    the runs' folds and saved as ``stack_path(out)`` (``seed``: the ``hgb`` seed).
+    ``cache`` None: the cache
     named in the first run's ``config.yaml``. Every check (output file,
     ids, OOF alignment) runs before the slow prediction. Returns a summary dict:
     ``out``, ``runs``, ``weights``, ``oof`` (per-run and blend OOF AUC when every
-    run has ``oof.csv``), ``n_test``, ``n_filled``.
+    run has ``oof.csv``), ``stack`` (the stacker's inputs and cross-validated
+    metrics, or None), ``n_test``, ``n_filled``.
     """
     log = log or (lambda _msg: None)
     out = Path(out)
@@ -103,12 +114,30 @@ def submit(
         raise RuntimeError(f"cache {cache.path}: {len(ids)} test ids but {len(array)} samples")
     make_submission(ids, np.zeros(len(ids)), sample, fill_missing)  # id checks, before predicting
 
-    oof = None
+    oof = stacker = None
     have_oof = all(r.oof_path.is_file() for r in found)
-    if fit_weights and not have_oof:
+    if stack is not None:
+        if weights is not None or fit_weights:
+            raise ValueError(
+                "--stack fits its own combination of the runs: drop --weights/--fit-weights"
+            )
+        if not have_oof:
+            lacking = [str(r.oof_path) for r in found if not r.oof_path.is_file()]
+            raise FileNotFoundError(f"--stack needs out-of-fold predictions: no {lacking[0]}")
+        stack_out = stacking.stack_path(out)
+        if stack_out.exists() and not force:
+            raise FileExistsError(f"{stack_out} already exists; pass --force to overwrite it")
+        stacker = stacking.fit_stack(
+            [r.oof_path for r in found], names, stack, stat_train, stat_test,
+            test_ids=ids, sample_ids=sample["id"].astype(str).tolist(), seed=seed,
+        )  # fmt: skip
+        log(stacking.format_report(stacker.cv, stack))
+    elif stat_train or stat_test:
+        raise ValueError("statistics (--stat-train/--stat-test) are inputs of --stack only")
+    elif fit_weights and not have_oof:
         lacking = [str(r.oof_path) for r in found if not r.oof_path.is_file()]
         raise FileNotFoundError(f"--fit-weights needs out-of-fold predictions: no {lacking[0]}")
-    if have_oof:
+    elif have_oof:
         frames = [blending.read_oof(r.oof_path) for r in found]
         _, y, p_oof = blending.align_oof(frames, names)
         if fit_weights:
@@ -122,17 +151,24 @@ def submit(
         preds.append(
             predict_run(run, array, tta, batch_size, device, progress, load_model=load_model)
         )
-    final = blending.blend(np.stack(preds, axis=1), method, weights)
+    if stacker is not None:
+        final = stacker.predict(np.stack(preds, axis=1))
+    else:
+        final = blending.blend(np.stack(preds, axis=1), method, weights)
     df = make_submission(ids, final, sample, fill_missing)
     write_submission(df, out, sample, force=force)
+    if stacker is not None:
+        stacker.save(stack_out, force=force)
+        log(f"wrote {stack_out} (the fitted {stack} stacker)")
     w = blending._check_weights(np.ones(len(found)) if weights is None else weights, len(found))
     summary = {
         "out": str(out),
         "runs": dict(zip(names, [str(r.path) for r in found])),
-        "method": method,
+        "method": method if stacker is None else f"stack:{stack}",
         "tta": [name for name, _ in tta_transforms(tta)],
-        "weights": dict(zip(names, w.tolist())),
+        "weights": dict(zip(names, w.tolist())) if stacker is None else None,
         "oof": oof,
+        "stack": None if stacker is None else {"path": str(stack_out), **stacker.to_json()},
         "n_test": int(len(df)),
         "n_filled": int(len(df) - len(ids)),
     }

@@ -55,7 +55,7 @@ class Classifier(nn.Module):
             raise ValueError(
                 f"front-end {frontend_name!r} gives {kind[f2d]} inputs but backbone "
                 f"{backbone_name!r} is a {kind[b2d]} model; pair cqt/stft with 2D "
-                "backbones and identity with resnet1d_*"
+                "backbones and identity or bank with resnet1d_*"
             )
         f_out, b_in = getattr(frontend, "out_chans", None), getattr(backbone, "in_chans", None)
         if f_out is not None and b_in is not None and f_out != b_in:

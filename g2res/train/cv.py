@@ -42,7 +42,8 @@ __all__ = ["cv_train", "collect_oof", "RUN_FILES"]
 
 CONFIG, FOLDS, OOF, METRICS, PLOTS = "config.yaml", "folds.csv", "oof.csv", "metrics.json", "plots"
 PSEUDO_TARGETS = "train_pseudo.npy"
-RUN_FILES = (CONFIG, FOLDS, OOF, METRICS, PLOTS)
+BANK = "bank.npz"  # g2res.transforms.bank.BANK_FILE: the bank front-end's templates
+RUN_FILES = (CONFIG, FOLDS, OOF, METRICS, PLOTS, BANK)
 # Settings that may change between an interrupted run and its --resume.
 _RESUME_FREE = {"device", "cv.fold", "train.num_workers", "train.eval_batch_size", "cache"}
 
@@ -246,6 +247,17 @@ def _on_main(d, fn):
     return result
 
 
+def _place_bank(cfg: Config, cache, out: Path, progress: bool) -> None:
+    """Place the bank front-end's templates once for all folds (``out/bank.npz``), unless
+    they come with the weights of ``train.init_from``."""
+    from g2res.train.checkpoint import is_fold_checkpoint
+    from g2res.transforms.bank import run_bank, uses_bank
+
+    init = cfg.train.init_from
+    if uses_bank(cfg.model) and not (init and is_fold_checkpoint(init)):
+        run_bank(out, cache, cfg.model.bank, cfg.seed, progress=progress)
+
+
 def _cv_train(cfg, out: Path, resume, force, progress, log, d, device) -> dict:
     from g2res.data.cache import Cache
     from g2res.models.checkpoint import load_checkpoint
@@ -261,6 +273,7 @@ def _cv_train(cfg, out: Path, resume, force, progress, log, d, device) -> dict:
         again = _prepare_out(out, cfg, resume, force)
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / CONFIG)
+        _place_bank(cfg, cache, out, progress)
         return again, _folds(cfg, out, ids, labels, again, cache)
 
     resume, fold_of = _on_main(d, prepare)

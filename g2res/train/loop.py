@@ -162,6 +162,10 @@ class FoldTrainer:
         model = build_model(model_cfg, sample_rate=self.cache.sample_rate, n_time=self.n_time)
         if whole:
             load_pretrained(model, init)
+        from g2res.transforms.bank import attach_bank  # bank front-end: the run's templates
+
+        attach_bank(model, self.cache, cfg.model.bank, cfg.seed, self.out.parent,
+                    init if whole else None, write=self.main, progress=self.progress)  # fmt: skip
         model = model.to(self.device)
         if self.device.type == "cuda" and tc.channels_last and getattr(model, "is_2d", False):
             model = model.to(memory_format=torch.channels_last)
@@ -186,7 +190,8 @@ class FoldTrainer:
             if not 0 < tc.ema < 1:
                 raise ValueError(f"train.ema={tc.ema}: an EMA decay is in (0, 1), e.g. 0.999")
             self.ema = AveragedModel(model, multi_avg_fn=ema_update(tc.ema), use_buffers=True)
-        self.augment = Augment(cfg.augment, self.cache.sample_rate).to(self.device).train()
+        self.augment = Augment(cfg.augment, self.cache.sample_rate, cache=self.cache)
+        self.augment = self.augment.to(self.device).train()
         self.injections = None
         inj = cfg.injection
         if inj.mode == "mix" and inj.mix_fraction > 0:

@@ -70,16 +70,20 @@ class _LabelledBatches:
         return x, torch.from_numpy(self.labels[idx]).to(self.device)
 
 
-def _augmenter(cfg: Config, sample_rate: float, device):
-    """The recipe's training augmentations, or the identity when there are none."""
+def _augmenter(cfg: Config, sample_rate: float, device, cache=None):
+    """The recipe's training augmentations, or the identity when there are none.
+
+    ``cache``: the cache whose PSD and conditioning ``augment.glitch`` renders glitches with.
+    """
     try:
         from g2res.transforms.augment import Augment
     except ImportError:
-        probs = [v for k, v in vars(cfg.augment).items() if k not in ("max_shift", "mask_width")]
+        settings = ("max_shift", "mask_width", "glitch_snr", "glitch_kinds")
+        probs = [v for k, v in vars(cfg.augment).items() if k not in settings]
         if any(probs):
             raise
         return lambda x, generator=None: x
-    return Augment(cfg.augment, sample_rate).to(device).train()
+    return Augment(cfg.augment, sample_rate, cache=cache).to(device).train()
 
 
 @torch.no_grad()
@@ -152,10 +156,13 @@ def pretrain(
         from g2res.models import build_model
 
         model = build_model(cfg.model, sample_rate=cache.sample_rate, n_time=n_time)
+    from g2res.transforms.bank import attach_bank  # bank front-end: templates beside the run
+
+    attach_bank(model, cache, cfg.model.bank, cfg.seed, out, progress=progress)
     model = model.to(device)
     if amp and getattr(model, "is_2d", False) and tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    augment = _augmenter(cfg, cache.sample_rate, device)
+    augment = _augmenter(cfg, cache.sample_rate, device, cache)
     lr = inj.lr if inj.lr is not None else tc.lr
     backbone_lr = tc.backbone_lr if inj.lr is None else None
     if hasattr(model, "param_groups"):

@@ -1,4 +1,8 @@
-"""Front-end registry: ``create_frontend(name, sample_rate, n_time, **kwargs)``."""
+"""Front-end registry: ``create_frontend(name, sample_rate, n_time, **kwargs)``.
+
+``bank`` (:mod:`g2res.transforms.bank`) is built empty here; its templates come from
+the run (placed for the cache's PSD by the trainer) or from a checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -68,6 +72,13 @@ def _stft(sample_rate: float, n_time: int, **kwargs) -> nn.Module:
     from g2res.transforms.stft import Spectrogram
 
     return Spectrogram(sample_rate=sample_rate, n_time=n_time, **kwargs)
+
+
+@register_frontend("bank")
+def _bank(sample_rate: float, n_time: int, **kwargs) -> nn.Module:
+    from g2res.transforms.bank import BankFrontend
+
+    return BankFrontend(sample_rate=sample_rate, n_time=n_time, **kwargs)
 
 
 def list_frontends() -> list[str]:

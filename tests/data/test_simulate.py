@@ -163,6 +163,10 @@ def test_refuses_non_empty_dir_and_force_replaces(tmp_path):
         (dict(merger_window=(1.5, 2.5)), ValueError, "merger_window"),
         (dict(signal_fraction=1.5), ValueError, "signal_fraction"),
         (dict(test_signal_fraction=-0.1), ValueError, "test_signal_fraction"),
+        (dict(glitch_rate=-1.0), ValueError, "glitch_rate"),
+        (dict(glitch_snr=(30.0, 8.0)), ValueError, "glitch_snr"),
+        (dict(glitch_kinds=["koi_fish"]), ValueError, "koi_fish"),
+        (dict(psd_drift=1.5), ValueError, "psd_drift"),
     ],
 )
 def test_bad_settings_fail_before_writing(tmp_path, change, error, message):
@@ -188,3 +192,166 @@ def test_cli(tmp_path, capsys):
     assert main(argv + ["--approximant", "IMRPhenomD", "--snr", "6", "7"]) == 0
     inj = pd.read_csv(out / "truth/injections.csv").query("target == 1")
     assert len(inj) == 3 and inj.snr_network.between(6, 7).all()
+
+
+# ------------------------------------------------------------------ glitches and PSD drift
+def test_defaults_leave_the_data_as_before(dataset):
+    """glitch_rate 0 and psd_drift 0: every file is what the simulator wrote before glitches
+    and drift existed (noise, then the injection, from the sample's generator alone)."""
+    from g2res.data.noise import ColoredNoise, design_psd
+    from g2res.data.waveforms import Injector
+
+    noise = ColoredNoise(design_psd, FS, 4096)
+    injector = Injector(design_psd(np.fft.rfftfreq(4096, 1 / FS)), snr_range=SMALL.snr)
+    inj = pd.read_csv(dataset / "truth/injections.csv", dtype={"id": str})
+    for row in inj.itertuples():
+        rng = sample_rng(7, row.index)
+        x = noise(rng)
+        if row.target:
+            x = x + injector.render(injector.draw(rng))[0]
+        path = dataset / row.split / row.id[0] / row.id[1] / row.id[2] / f"{row.id}.npy"
+        assert path.read_bytes() == _npy_bytes(x, path)
+    glitches = pd.read_csv(dataset / "truth/glitches.csv")
+    assert len(glitches) == 0 and list(glitches.columns)[:7] == [
+        "id", "split", "detector", "kind", "time", "f0", "Q",
+    ]  # fmt: skip
+    assert not (dataset / "truth/psd_drift.csv").exists()
+
+
+def _npy_bytes(x: np.ndarray, like: Path) -> bytes:
+    out = like.parent / "_reference.npy"
+    np.save(out, x)
+    data = out.read_bytes()
+    out.unlink()
+    return data
+
+
+GLITCHY = SimulateConfig(
+    n_train=24, n_test=12, snr=(8.0, 12.0), approximant="IMRPhenomD", glitch_rate=1.0,
+    psd_drift=0.2,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def glitchy(tmp_path_factory) -> Path:
+    return simulate(tmp_path_factory.mktemp("sim") / "glitchy", GLITCHY, seed=5, progress=False)
+
+
+def _tapered_whitening(x: np.ndarray, psd: np.ndarray) -> np.ndarray:
+    """Tukey(0.1) taper, whitening to unit variance and a 20-500 Hz brick-wall band."""
+    from scipy.signal.windows import tukey
+
+    freqs = np.fft.rfftfreq(x.shape[-1], 1 / FS)
+    xf = np.fft.rfft(x * tukey(x.shape[-1], 0.1), axis=-1) / np.sqrt(psd * FS / 2)
+    xf[..., (freqs < 20) | (freqs > 500)] = 0
+    return np.fft.irfft(xf, n=x.shape[-1], axis=-1)
+
+
+def _drifted_psd(root: Path) -> dict[str, np.ndarray]:
+    """Each sample's PSD (3, 2049) from truth/psd.npy and truth/psd_drift.csv."""
+    from g2res.data.glitches import drift_factor
+
+    table = np.load(root / "truth/psd.npy", allow_pickle=False)
+    freqs, psd = table[:, 0], table[:, 1:].T
+    drift = pd.read_csv(root / "truth/psd_drift.csv", dtype={"id": str})
+    return {
+        r.id: psd * drift_factor(freqs, [getattr(r, f"scale_{d}") for d in DETS],
+                                 [getattr(r, f"tilt_{d}") for d in DETS])
+        for r in drift.itertuples()
+    }  # fmt: skip
+
+
+def inner_snr(h: np.ndarray, psd: np.ndarray) -> float:
+    """sqrt(4 df sum_{f >= 20 Hz} |h~|^2 / S), as in check_snrs."""
+    band = np.fft.rfftfreq(h.size, 1 / FS) >= 20.0
+    hf = np.fft.rfft(h)[band] / FS
+    return float(np.sqrt(4 * (FS / h.size) * np.sum(np.abs(hf) ** 2 / psd[band])))
+
+
+def test_glitches_csv_matches_the_data(glitchy):
+    """Every row: a matched filter with the glitch the row describes finds its SNR in its
+    detector (at its time) and nothing in the two others."""
+    from g2res.data.glitches import Glitch, glitch_waveform
+
+    rows = pd.read_csv(glitchy / "truth/glitches.csv", dtype={"id": str})
+    inj = pd.read_csv(glitchy / "truth/injections.csv", dtype={"id": str}).set_index("id")
+    psds = _drifted_psd(glitchy)
+    assert set(psds) == set(inj.index)
+    n = len(inj)
+    # Poisson(rate) per sample: the count within 3 sigma, every detector and kind present.
+    assert abs(len(rows) - GLITCHY.glitch_rate * n) < 3 * np.sqrt(GLITCHY.glitch_rate * n)
+    assert set(rows.detector) == set(DETS) and rows.kind.nunique() == 3
+    assert set(inj.loc[rows.id, "target"]) == {0, 1}  # in noise and in signal samples
+    assert rows.snr.between(8, 50).all()
+    checked = 0
+    for sample_id, group in rows.groupby("id"):
+        split = inj.loc[sample_id, "split"]
+        x = np.load(glitchy / split / sample_id[0] / sample_id[1] / sample_id[2]
+                    / f"{sample_id}.npy", allow_pickle=False)  # fmt: skip
+        psd = psds[sample_id]
+        data_w = _tapered_whitening(x, psd)
+        for r in group.itertuples():
+            det = DETS.index(r.detector)
+            g = Glitch(r.kind, r.time, r.f0, r.Q, r.duration, r.phase, r.snr)
+            shape = glitch_waveform(g, FS, 4096)
+            near = group[(group.detector == r.detector) & (group.index != r.Index)]
+            if (np.abs(near.time - r.time) < (near.duration + r.duration) / 2 + 0.05).any():
+                continue  # another glitch overlaps this one in the same detector
+            template = _tapered_whitening(shape * (r.snr / inner_snr(shape, psd[det])), psd[det])
+            expected = np.linalg.norm(template)  # the SNR left after taper and band
+            mf = data_w[det] @ template / expected
+            assert abs(mf - expected) < 5, (sample_id, r.kind, r.time, mf, expected)
+            for other in set(range(3)) - {det}:
+                t_other = _tapered_whitening(shape, psd[other])
+                if (group.detector == DETS[other]).any():
+                    continue  # that detector has a glitch of its own
+                assert abs(data_w[other] @ t_other / np.linalg.norm(t_other)) < 5
+            checked += 1
+    assert checked >= 0.6 * len(rows)
+
+
+def test_drift_csv_is_the_drift_applied(glitchy):
+    """Noise-only, glitch-free samples are the sample's noise recoloured by the recorded
+    scale and tilt (the noise draws themselves do not move with the drift)."""
+    from g2res.data.glitches import drift_factor
+    from g2res.data.noise import ColoredNoise, design_psd
+
+    noise = ColoredNoise(design_psd, FS, 4096)
+    drift = pd.read_csv(glitchy / "truth/psd_drift.csv", dtype={"id": str}).set_index("id")
+    inj = pd.read_csv(glitchy / "truth/injections.csv", dtype={"id": str})
+    glitched = set(pd.read_csv(glitchy / "truth/glitches.csv", dtype={"id": str}).id)
+    scales = drift[[f"scale_{d}" for d in DETS]].to_numpy()
+    tilts = drift[[f"tilt_{d}" for d in DETS]].to_numpy()
+    assert scales.min() >= 0.8 and scales.max() <= 1.2 and scales.std() > 0.05
+    assert np.abs(tilts).max() <= np.log(1.2) / np.log(5) + 1e-12
+    checked = 0
+    for row in inj[(inj.target == 0) & ~inj.id.isin(glitched)].itertuples():
+        d = drift.loc[row.id]
+        factor = drift_factor(noise.frequencies, [d[f"scale_{k}"] for k in DETS],
+                              [d[f"tilt_{k}"] for k in DETS])  # fmt: skip
+        expected = noise(sample_rng(5, row.index), psd_factor=factor)
+        x = np.load(glitchy / row.split / row.id[0] / row.id[1] / row.id[2] / f"{row.id}.npy")
+        np.testing.assert_allclose(x, expected, rtol=1e-9, atol=1e-30)
+        checked += 1
+    assert checked >= 3
+
+
+def test_glitches_same_bytes_any_workers(glitchy, tmp_path):
+    two = simulate(tmp_path / "two", SimulateConfig(**{**vars(GLITCHY), "workers": 2}), seed=5,
+                   progress=False)  # fmt: skip
+    a, b = digest(glitchy), digest(two)
+    a.pop("truth/simulate.json"), b.pop("truth/simulate.json")
+    assert a == b and "truth/glitches.csv" in a and "truth/psd_drift.csv" in a
+
+
+def test_cli_glitch_options(tmp_path):
+    out = tmp_path / "cli"
+    argv = ["simulate", str(out), "--n-train", "6", "--n-test", "0", "--seed", "2", "--quiet",
+            "--approximant", "IMRPhenomD", "--glitch-rate", "2", "--glitch-snr", "20", "30",
+            "--glitch-kinds", "blip", "sine_gaussian", "--psd-drift", "0.1"]  # fmt: skip
+    assert main(argv) == 0
+    rows = pd.read_csv(out / "truth/glitches.csv")
+    assert len(rows) > 3 and set(rows.kind) <= {"blip", "sine_gaussian"}
+    assert rows.snr.between(20, 30).all()
+    drift = pd.read_csv(out / "truth/psd_drift.csv")
+    assert len(drift) == 6 and drift.filter(like="scale_").stack().between(0.9, 1.1).all()

@@ -220,3 +220,24 @@ def test_cuda_training_with_amp_and_channels_last(tiny_cache, tmp_path):
     assert m["device"].startswith("cuda") and m["auc"] > 0.6
     model, _ = load_fold_model(tmp_path / "gpu" / "fold0" / "best.pt", device="cuda")
     assert next(model.parameters()).is_cuda
+
+
+def test_glitch_augmentation_reaches_cv_train(tiny_cache, tmp_path, monkeypatch):
+    """augment.glitch in a recipe: every training batch gets glitches from the cache's PSD
+    (about the configured share of its samples), validation never."""
+    from g2res.transforms.augment import GlitchInjector
+
+    seen: list[int] = []
+    original = GlitchInjector.forward
+
+    def counting(self, detectors, rng):
+        seen.append(len(detectors))
+        return original(self, detectors, rng)
+
+    monkeypatch.setattr(GlitchInjector, "forward", counting)
+    cfg = recipe(tiny_cache, epochs=1).replace({"cv.fold": [0], "augment.glitch": 0.5})
+    metrics = cv_train(cfg, tmp_path / "run", progress=False, log=None)
+    assert metrics["folds_trained"] == [0]
+    n_train = 200  # fold 1 of 2 of the 400 tiny training samples is fold 0's training set
+    assert len(seen) >= n_train // 32 - 1  # (nearly) every batch of 32 got glitches
+    assert abs(sum(seen) / n_train - 0.5) < 0.15  # and about half of all samples
