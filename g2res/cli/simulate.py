@@ -37,6 +37,14 @@ def add_parser(sub) -> None:
         help="fraction of samples holding a signal (target 1)",
     )
     p.add_argument(
+        "--test-signal-fraction",
+        type=float,
+        default=d.test_signal_fraction,
+        metavar="F",
+        help="fraction of the test split holding a signal (None: as --signal-fraction); a\n"
+        "mostly-noise test split resolves low false-alarm probabilities (evaluate --fap)",
+    )
+    p.add_argument(
         "--approximant",
         default=d.approximant,
         help="lalsimulation time-domain approximant (e.g. IMRPhenomXPHM, IMRPhenomD, SEOBNRv4)",
@@ -118,6 +126,7 @@ def run(args) -> int:
             n_test=args.n_test,
             snr=tuple(args.snr),
             signal_fraction=args.signal_fraction,
+            test_signal_fraction=args.test_signal_fraction,
             approximant=args.approximant,
             psd=args.psd,
             merger_window=tuple(args.merger_window),

@@ -194,6 +194,14 @@ def test_cli(tmp_path, capsys):
     assert len(inj) == 3 and inj.snr_network.between(6, 7).all()
 
 
+def test_cli_test_signal_fraction(tmp_path):
+    out = tmp_path / "cli"
+    argv = ["simulate", str(out), "--n-train", "2", "--n-test", "4", "--seed", "5", "--quiet"]
+    assert main(argv + ["--signal-fraction", "0", "--test-signal-fraction", "0.25"]) == 0
+    assert pd.read_csv(out / "training_labels.csv")["target"].sum() == 0
+    assert pd.read_csv(out / "truth" / "test_labels.csv")["target"].tolist().count(1) == 1
+
+
 # ------------------------------------------------------------------ glitches and PSD drift
 def test_defaults_leave_the_data_as_before(dataset):
     """glitch_rate 0 and psd_drift 0: every file is what the simulator wrote before glitches
