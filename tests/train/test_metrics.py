@@ -307,3 +307,18 @@ def test_paired_auc_difference_uses_the_shared_verdict(detector, monkeypatch):
     y, p, _ = detector
     monkeypatch.setattr(metrics, "interval_verdict", lambda low, high: "sentinel")
     assert metrics.paired_auc_difference(y, p, p, n_boot=10)["verdict"] == "sentinel"
+
+
+def test_resampled_u_is_scipys_mann_whitney_u_of_each_resample(rng):
+    """The bootstrap of paired_auc_difference weighs samples by their draws instead of
+    ranking each resample: the U must be scipy's, ties (rounded scores) included."""
+    from scipy.stats import mannwhitneyu
+
+    from g2res.ensemble.metrics import _resampled_u
+
+    y = (rng.random(900) < 0.3).astype(int)
+    s = np.round(rng.normal(size=900) + y, 1)  # ~40 distinct values: many ties
+    neg, pos = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
+    ineg, ipos = rng.choice(neg, (40, neg.size)), rng.choice(pos, (40, pos.size))
+    want = mannwhitneyu(s[ipos], s[ineg], axis=1, method="asymptotic").statistic
+    np.testing.assert_array_equal(_resampled_u(s, neg, pos, ineg, ipos), want)
