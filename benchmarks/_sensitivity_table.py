@@ -371,7 +371,12 @@ def plot(table: list[dict], path: str | os.PathLike, title: str = "") -> Path:
     for ax, fap in zip(axes[1:], FAPS):
         ax.set_ylabel(f"efficiency at false-alarm probability {fap:g} (95% band)")
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=7, loc="lower right")
+        if ax.lines:
+            ax.legend(fontsize=7, loc="lower right")
+        else:  # too few noise samples for this FAP
+            ax.text(0.5, 0.5, f"FAP {fap:g}: too few noise samples", ha="center",
+                    transform=ax.transAxes)  # fmt: skip
+            ax.set_xlim(SNR_EDGES[0], SNR_EDGES[-1])
     for ax in axes:
         ax.set_xlabel("network optimal SNR (bin centre)")
         ax.set_xticks(centres, BIN_NAMES)
