@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,20 +39,12 @@ from g2res.data.noise import ColoredNoise, design_psd, rfft_frequencies
 from g2res.signal.matched import CHUNK_BYTES, snr_quadratures, template_chunk
 from g2res.utils import write_json
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_seconds as _time  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results" / "matched_filter.json"
 GOAL_FLOOR_RATIO = 2.0
 ISSUE_TEMPLATES, ISSUE_SAMPLES = 570, 2000  # the benchmark bank and test split of issue 17
-
-
-def _time(fn, repeats: int) -> float:
-    """Median seconds of ``fn()`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def templates(n: int, rng: np.random.Generator) -> np.ndarray:

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
+import sys
 from pathlib import Path
 
 import torch
@@ -25,6 +24,9 @@ import torch
 from g2res.config import ModelConfig
 from g2res.models import build_model
 from g2res.utils import write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_seconds as _time  # noqa: E402
 
 GOAL_FRONTEND_SHARE = 0.25
 
@@ -66,17 +68,6 @@ def design_bank(n: int):
     cond = {"fmin": 20.0, "fmax": 500.0, "filter_order": 8, "sample_rate": 2048.0,
             "n_time": 4096}  # fmt: skip
     return whiten_templates(waves, freqs, design_psd(freqs), cond)
-
-
-def _time(fn, repeats: int) -> float:
-    """Median seconds of ``fn()`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench(frontend: dict, backbone: dict, batch: int, repeats: int) -> dict:
