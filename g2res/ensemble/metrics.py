@@ -36,6 +36,7 @@ __all__ = [
     "SNR_BINS",
     "classification_metrics",
     "threshold_at_fpr",
+    "efficiency_at_fpr",
     "efficiency_vs_snr",
     "auc_by_snr",
     "noise_outranking",
@@ -116,6 +117,21 @@ def threshold_at_fpr(y_true, y_prob, fpr: float = 0.01) -> float:
         raise ValueError(f"fpr={fpr}: need a rate in [0, 1)")
     allowed = int(np.floor(fpr * noise.size))  # noise samples that may lie above
     return float(noise[noise.size - 1 - allowed])
+
+
+def efficiency_at_fpr(y_true, score, fpr: float = 0.01) -> float:
+    """Fraction of the label-1 samples scored strictly above :func:`threshold_at_fpr`.
+
+    ``y_true`` (n,) 0/1 and ``score`` (n,) any monotone statistic (probability, logit,
+    SNR). A point figure for tables of many inputs (OOF predictions, runs); with fewer
+    than ``1 / fpr`` label-0 samples the threshold is the loudest noise score. NaN when
+    either class is absent. The report with intervals is
+    :func:`g2res.ensemble.far.efficiency_at_fap`.
+    """
+    y, s = _check(y_true, score)
+    if not (y == 0).any() or not (y == 1).any():
+        return float("nan")
+    return float(np.mean(s[y == 1] > threshold_at_fpr(y, s, fpr)))
 
 
 def _bins(snr: np.ndarray, y: np.ndarray, bins) -> list[tuple[float, float, np.ndarray]]:

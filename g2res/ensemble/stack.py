@@ -38,6 +38,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from g2res.ensemble.blend import auc
+from g2res.ensemble.metrics import efficiency_at_fpr
 from g2res.ensemble.stack_inputs import (  # noqa: F401 (parse_named_files: the CLI's)
     Statistic,
     align_runs,
@@ -70,29 +71,6 @@ def logit(p: np.ndarray) -> np.ndarray:
     """``log(p / (1 - p))`` of probabilities clipped to ``[LOGIT_EPS, 1 - LOGIT_EPS]``."""
     p = np.clip(np.asarray(p, dtype=np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
     return np.log(p) - np.log1p(-p)
-
-
-def efficiency_at_fap(y_true, score, fap: float = FAP) -> float:
-    """Fraction of the label-1 samples scored strictly above the noise threshold at ``fap``.
-
-    ``y_true`` (n,) 0/1, ``score`` (n,) any monotone detection statistic. The
-    threshold is the ``floor(fap * n_noise) + 1``-th highest label-0 score, so at
-    most a fraction ``fap`` of the noise lies above it (with fewer than ``1 / fap``
-    noise samples it is the highest noise score: a false-alarm probability of 0).
-    NaN when either class is absent.
-    """
-    y = np.asarray(y_true).astype(np.int64).reshape(-1)
-    s = np.asarray(score, dtype=np.float64).reshape(-1)
-    if y.shape != s.shape:
-        raise ValueError(f"{y.size} labels but {s.size} scores")
-    if not 0 <= fap < 1:
-        raise ValueError(f"fap={fap}: need a probability in [0, 1)")
-    noise = np.sort(s[y == 0])
-    signal = s[y == 1]
-    if noise.size == 0 or signal.size == 0:
-        return float("nan")
-    threshold = noise[noise.size - 1 - int(np.floor(fap * noise.size))]
-    return float(np.mean(signal > threshold))
 
 
 def make_stacker(kind: str = "logistic", seed: int = 0):
@@ -218,7 +196,7 @@ class Stack:
 
 
 def _scores(y: np.ndarray, s: np.ndarray, fap: float) -> dict:
-    return {"auc": auc(y, s), "efficiency": efficiency_at_fap(y, s, fap)}
+    return {"auc": auc(y, s), "efficiency": efficiency_at_fpr(y, s, fap)}
 
 
 def fit_stack(

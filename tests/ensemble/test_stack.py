@@ -11,7 +11,8 @@ from conftest import load_fake, make_energy_run, random_ids
 from sklearn.metrics import roc_auc_score
 
 from g2res.ensemble import stack as stacking
-from g2res.ensemble.stack import efficiency_at_fap, fit_stack, logit
+from g2res.ensemble.metrics import efficiency_at_fpr
+from g2res.ensemble.stack import fit_stack, logit
 from g2res.ensemble.submission import read_sample_submission, read_submission
 
 
@@ -35,21 +36,21 @@ def oof_set(tmp_path, rng):
     return {"dir": tmp_path, "ids": ids, "y": y, "folds": folds, "run": run, "n": n}
 
 
-def test_efficiency_at_fap_counts_signals_above_the_noise_quantile():
+def test_efficiency_at_fpr_counts_signals_above_the_noise_quantile():
     from g2res.ensemble.metrics import threshold_at_fpr
 
     noise = np.arange(100.0)  # FAP 1e-2 of 100 noise samples: one may lie above -> t = 98
     signal = np.array([97.5, 98.0, 98.5, 200.0])
     y = np.r_[np.zeros(100), np.ones(4)]
     s = np.r_[noise, signal]
-    assert efficiency_at_fap(y, s, 1e-2) == 0.5  # 98.5 and 200 are strictly above 98
-    assert efficiency_at_fap(y, s, 2e-2) == 1.0  # two noise above -> t = 97
-    assert efficiency_at_fap(y, s, 0.0) == 0.25  # above the loudest noise only
+    assert efficiency_at_fpr(y, s, 1e-2) == 0.5  # 98.5 and 200 are strictly above 98
+    assert efficiency_at_fpr(y, s, 2e-2) == 1.0  # two noise above -> t = 97
+    assert efficiency_at_fpr(y, s, 0.0) == 0.25  # above the loudest noise only
     # Same threshold as the metrics module's for probabilities.
     p = s / 201
     t = threshold_at_fpr(y, p, 1e-2)
-    assert efficiency_at_fap(y, p, 1e-2) == np.mean(p[y == 1] > t)
-    assert np.isnan(efficiency_at_fap(np.zeros(5), np.arange(5.0)))
+    assert efficiency_at_fpr(y, p, 1e-2) == np.mean(p[y == 1] > t)
+    assert np.isnan(efficiency_at_fpr(np.zeros(5), np.arange(5.0)))
 
 
 def test_stacking_never_sees_the_labels_of_the_fold_it_predicts(oof_set, rng, monkeypatch):
