@@ -14,7 +14,8 @@ Each run becomes one row (:data:`COLUMNS`), read from its files without building
   out; fixed buffers such as a CQT kernel count);
 - ``state``: ``complete``; ``resumable`` (interrupted: a fold without ``best.pt`` or no
   ``metrics.json``, but a ``last.pt`` to continue from with ``--resume``); ``broken``
-  (unreadable files, nothing to resume), with a short ``reason``.
+  (a corrupt ``metrics.json`` or ``config.yaml``, or nothing to resume from), with a
+  short ``reason``.
 
 A broken run is a row, never an exception.
 """
@@ -223,6 +224,8 @@ def _fill(run: Path, row: dict) -> None:
     row["date"] = _date([mpath, *ckpts])
     if done and not problem:
         row["state"] = "complete"
+    elif problem.startswith("metrics.json"):  # written, then damaged: not an interruption
+        row["state"], row["reason"] = "broken", problem
     elif any(c.name == "last.pt" and c.is_file() for c in ckpts):
         row["state"], row["reason"] = "resumable", problem or "unfinished"
     else:
