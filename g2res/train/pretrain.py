@@ -17,7 +17,7 @@ mixes injected samples into any other loop's batches.
 Run directory: ``config.yaml``, ``best.pt`` (best validation AUC), ``last.pt`` (resume),
 ``history.csv`` (step, lr, train_loss, val_loss, val_auc, seconds), ``metrics.json``,
 ``tb/`` (TensorBoard events, :mod:`g2res.train.tracking`; ``train/*`` and
-``time/injection_share`` at steps 0.., ``val/*`` at steps eval_every, 2 eval_every..).
+``time/injection_share`` at steps 1.., ``val/*`` at steps eval_every, 2 eval_every..).
 A batch is a pure function of (seed, step), so ``--resume`` reproduces an uninterrupted
 run on CPU.
 """
@@ -182,7 +182,8 @@ def pretrain(
         step, best = int(ckpt["step"]), float(ckpt["best_auc"])
         history = pd.read_csv(out / HISTORY).to_dict("records") if (out / HISTORY).is_file() else []
     cfg.save(out / "config.yaml")
-    board = open_writer(out / "tb", purge_step=step or None)  # RUN/tb/ (g2res[tracking])
+    # RUN/tb/ (g2res[tracking]); on resume, the first step logged again is step + 1
+    board = open_writer(out / "tb", purge_step=step + 1 if step else None)
 
     t_inject = t_model = 0.0
     first_step = step
@@ -226,13 +227,13 @@ def pretrain(
         t_inject += t1 - t0
         t_model += time.perf_counter() - t1
         losses.append(float(loss.detach()))
-        if board is not None:
+        step += 1
+        if board is not None:  # x: steps done, as in history.csv
             t2 = time.perf_counter()
             board.scalar("train/loss", losses[-1], step)
             board.scalar("train/lr", optimizer.param_groups[0]["lr"], step)
             board.scalar("train/grad_norm", grad_norm, step)
             board.scalar("time/injection_share", (t1 - t0) / max(t2 - t0, 1e-12), step)
-        step += 1
         bar.update()
         if step % inj.eval_every == 0 or step == inj.steps:
             val_loss, val_auc = _evaluate(

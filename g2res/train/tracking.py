@@ -1,8 +1,9 @@
 """TensorBoard event files of a run (optional extra ``g2res[tracking]``).
 
 ``cv-train`` writes ``RUN/tb/fold<k>/`` and ``pretrain`` writes ``RUN/tb/``, so
-``tensorboard --logdir runs`` shows every run and fold. Scalars (``step``: the global
-optimiser step, counted from 0; ``epoch``: the number of finished epochs, from 1):
+``tensorboard --logdir runs`` shows every run and fold. Scalars (``step``: the number of
+optimiser steps done, from 1, as pretrain's history.csv counts them; ``epoch``: the number
+of finished epochs, from 1):
 
 =========================  =======  ==============================================
 tag                        x        value
@@ -24,8 +25,8 @@ tag                        x        value
 Without ``tensorboard`` installed a one-line notice is printed once per process and
 nothing else changes. A failure of the logger (full disk, broken install) is reported in
 one line and turns logging off; it never stops training. Under DDP only rank 0 writes.
-On ``--resume`` the events of the interrupted run from the resumed step on are dropped
-(``purge_step``), so the curves are not doubled.
+On ``--resume`` the events of the interrupted run after the resumed step are dropped
+(``purge_step``: the first step the resumed run logs), so no curve is doubled.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ class TensorBoardCallback:
         if not self._started:
             self._started = True
             if getattr(trainer, "main", True):
-                purge = epoch * trainer.steps_per_epoch if epoch else None
+                purge = epoch * trainer.steps_per_epoch + 1 if epoch else None
                 self.writer = open_writer(self.log_dir, purge_step=purge)
         return self.writer if self.writer is not None and self.writer.enabled else None
 
@@ -157,7 +158,7 @@ class TensorBoardCallback:
         w = self._open(trainer, epoch)
         if w is None:
             return
-        g = epoch * trainer.steps_per_epoch + step
+        g = epoch * trainer.steps_per_epoch + step + 1  # steps done
         clip = trainer.cfg.train.grad_clip
         norm = getattr(trainer, "grad_norm", None) if clip else self._norm
         w.scalar("train/loss", loss, g)

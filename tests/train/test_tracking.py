@@ -50,7 +50,7 @@ def test_cv_train_writes_scalars_per_step_and_epoch(tiny_cache, tmp_path):
         s = _scalars(out / "tb" / f"fold{k}")
         n_steps = 2 * steps
         for tag in ("train/loss", "train/lr", "train/grad_norm"):
-            assert [e.step for e in s[tag]] == list(range(n_steps)), tag
+            assert [e.step for e in s[tag]] == list(range(1, n_steps + 1)), tag
         for tag in ("epoch/train_loss", "epoch/val_loss", "epoch/val_auc", "epoch/lr"):
             assert [e.step for e in s[tag]] == [1, 2], tag
         # the values are the history's (float32 in the event file)
