@@ -12,6 +12,9 @@ Each run becomes one row (:data:`COLUMNS`), read from its files without building
 - ``params``: number of model weights, from ``metrics.json`` (``n_params``) when stored,
   else the tensor sizes of a checkpoint's ``model`` state dict (BatchNorm statistics left
   out; fixed buffers such as a CQT kernel count);
+- ``epochs``: the most epochs a fold ran (a pretraining run: its optimiser steps);
+  ``wall_s``: seconds of the whole run (``metrics.json``, else the histories' sum);
+  ``date``: UTC time of the newest of ``metrics.json`` and the checkpoints;
 - ``state``: ``complete``; ``resumable`` (interrupted: a fold without ``best.pt`` or no
   ``metrics.json``, but a ``last.pt`` to continue from with ``--resume``); ``broken``
   (a corrupt ``metrics.json`` or ``config.yaml``, or nothing to resume from), with a
