@@ -21,6 +21,7 @@ from g2res.cli import (
     pretrain,
     pseudo_label,
     run,
+    runs,
     scan,
     simulate,
     study,
@@ -56,6 +57,7 @@ COMMANDS = [
     scan.add_parser,
     pseudo_label.add_parser,
     study.add_parser,
+    runs.add_parser,
 ]
 
 __all__ = ["COMMANDS", "DEFAULTS", "build_parser", "load_recipe", "main", "parse_args"]

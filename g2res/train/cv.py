@@ -13,6 +13,7 @@ Run directory::
                          0.5 and at the best-F1 threshold, confusion matrices; efficiency
                          vs network SNR when the data set's truth is known
     plots/               curves.png, roc.png, confusion.png, efficiency.png
+    tb/fold<k>/          TensorBoard event files (with g2res[tracking] installed)
 
 A pseudo-labelled cache (``g2res pseudo-label``) carries its own ``folds.csv`` (the split
 of the run that labelled it; pseudo-labelled rows have fold -1: training data of every
@@ -41,9 +42,10 @@ from g2res.utils import atomic_path, seed_everything, write_json
 __all__ = ["cv_train", "collect_oof", "RUN_FILES"]
 
 CONFIG, FOLDS, OOF, METRICS, PLOTS = "config.yaml", "folds.csv", "oof.csv", "metrics.json", "plots"
+TB = "tb"  # TensorBoard event files, tb/fold<k>/ (g2res.train.tracking)
 PSEUDO_TARGETS = "train_pseudo.npy"
 BANK = "bank.npz"  # g2res.transforms.bank.BANK_FILE: the bank front-end's templates
-RUN_FILES = (CONFIG, FOLDS, OOF, METRICS, PLOTS, BANK)
+RUN_FILES = (CONFIG, FOLDS, OOF, METRICS, PLOTS, BANK, TB)
 # Settings that may change between an interrupted run and its --resume.
 _RESUME_FREE = {"device", "cv.fold", "train.num_workers", "train.eval_batch_size", "cache"}
 
@@ -297,14 +299,22 @@ def _cv_train(cfg, out: Path, resume, force, progress, log, d, device) -> dict:
         return FoldTrainer(cfg, cache, train_rows, val_rows, k, out / f"fold{k}", device,
                            targets=targets, **kw)  # fmt: skip
 
+    from g2res.train.tracking import TensorBoardCallback
+
+    def board(k: int) -> tuple:  # TensorBoard events of fold k: RUN/tb/fold<k>/
+        return (TensorBoardCallback(out / TB / f"fold{k}"),)
+
     from g2res.train.distributed import Dist
 
     mine = todo[d.rank :: d.world_size] if parallel_folds else todo
     for k in mine:
         if parallel_folds:  # this process alone trains fold k and writes its files
-            r = trainer(k, progress=progress and d.is_main, dist=Dist()).fit(resume=resume)
+            r = trainer(k, progress=progress and d.is_main, dist=Dist(),
+                        callbacks=board(k)).fit(resume=resume)  # fmt: skip
         else:
-            r = trainer(k, progress=progress, log=log, dist=d).fit(resume=resume)
+            r = trainer(k, progress=progress, log=log, dist=d, callbacks=board(k)).fit(
+                resume=resume
+            )
         results[k] = r
         what = "R²" if cfg.task == "regression" else "AUC"
         msg = (f"fold {k}: best val {what} {r.best_auc:.4f} at epoch {r.best_epoch}/"

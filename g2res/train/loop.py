@@ -90,7 +90,9 @@ class FoldTrainer:
     labels; soft pseudo-labels for pseudo-labelled rows); validation always uses the
     cache's labels. ``callbacks``: objects with optional methods
     ``after_backward(trainer, epoch, step)`` (gradients are there) and
-    ``epoch_end(trainer, row)`` (``row``: the epoch's history entry, may be extended).
+    ``epoch_end(trainer, row)`` (``row``: the epoch's history entry, may be extended),
+    ``after_step(trainer, epoch, step, loss)`` (after the optimiser step; ``grad_norm``:
+    the total norm before clipping when clipping) and ``close()`` (the fold is done).
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class FoldTrainer:
             self.task.fit(self.reg[self.train_rows])
         self.train_y = self.task.targets(self.targets, self.reg)
         self.callbacks = tuple(callbacks)
+        self.grad_norm: torch.Tensor | None = None
         # Data-parallel: each process takes every world_size-th sample of a global batch.
         self.dist = dist if dist is not None else Dist()
         self.main = self.dist.is_main
@@ -272,15 +275,18 @@ class FoldTrainer:
             for cb in self.callbacks:
                 if hasattr(cb, "after_backward"):
                     cb.after_backward(self, epoch, i)
-            if tc.grad_clip:
+            if tc.grad_clip:  # the total norm before clipping, for the callbacks
                 self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+                self.grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.model)
             value = float(loss.detach())
+            for cb in self.callbacks:
+                if hasattr(cb, "after_step"):
+                    cb.after_step(self, epoch, i, value)
             total_loss += value * x.shape[0]
             seen += x.shape[0]
             bar.set_postfix(loss=f"{total_loss / seen:.4f}")
@@ -398,6 +404,9 @@ class FoldTrainer:
                              f"({row['seconds']:.0f} s)")  # fmt: skip
         if stopped and self.main:
             self.log(f"fold {self.fold}: no better validation AUC for {tc.patience} epochs")
+        for cb in self.callbacks:
+            if hasattr(cb, "close"):
+                cb.close()
         self.dist.barrier()  # rank 0's files are complete before anyone reads them
         return self.load_result(load_checkpoint(self.out / LAST), history)
 

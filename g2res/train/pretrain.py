@@ -15,7 +15,9 @@ injected, the rest labelled training samples outside the held-out set) and ``off
 mixes injected samples into any other loop's batches.
 
 Run directory: ``config.yaml``, ``best.pt`` (best validation AUC), ``last.pt`` (resume),
-``history.csv`` (step, lr, train_loss, val_loss, val_auc, seconds), ``metrics.json``.
+``history.csv`` (step, lr, train_loss, val_loss, val_auc, seconds), ``metrics.json``,
+``tb/`` (TensorBoard events, :mod:`g2res.train.tracking`; ``train/*`` and
+``time/injection_share`` at steps 1.., ``val/*`` at steps eval_every, 2 eval_every..).
 A batch is a pure function of (seed, step), so ``--resume`` reproduces an uninterrupted
 run on CPU.
 """
@@ -36,6 +38,7 @@ from g2res.config import Config
 from g2res.models.checkpoint import load_pretrained, save_checkpoint
 from g2res.train.injection import injection_source, mix_injections
 from g2res.train.optim import lr_lambda
+from g2res.train.tracking import open_writer, total_grad_norm
 from g2res.utils import atomic_path, check_output_dir, resolve_device, seed_everything, write_json
 
 __all__ = ["pretrain", "injection_source", "load_pretrained", "mix_injections", "holdout_split"]
@@ -186,6 +189,8 @@ def pretrain(
         step, best = int(ckpt["step"]), float(ckpt["best_auc"])
         history = pd.read_csv(out / HISTORY).to_dict("records") if (out / HISTORY).is_file() else []
     cfg.save(out / "config.yaml")
+    # RUN/tb/ (g2res[tracking]); on resume, the first step logged again is step + 1
+    board = open_writer(out / "tb", purge_step=step + 1 if step else None)
 
     t_inject = t_model = 0.0
     first_step = step
@@ -215,9 +220,12 @@ def pretrain(
             loss = loss_fn(model(x).float().reshape(-1), y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        grad_norm = None
         if tc.grad_clip:
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        elif board is not None:
+            grad_norm = total_grad_norm(model.parameters(), scaler)
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
@@ -227,6 +235,12 @@ def pretrain(
         t_model += time.perf_counter() - t1
         losses.append(float(loss.detach()))
         step += 1
+        if board is not None:  # x: steps done, as in history.csv
+            t2 = time.perf_counter()
+            board.scalar("train/loss", losses[-1], step)
+            board.scalar("train/lr", optimizer.param_groups[0]["lr"], step)
+            board.scalar("train/grad_norm", grad_norm, step)
+            board.scalar("time/injection_share", (t1 - t0) / max(t2 - t0, 1e-12), step)
         bar.update()
         if step % inj.eval_every == 0 or step == inj.steps:
             val_loss, val_auc = _evaluate(
@@ -237,6 +251,10 @@ def pretrain(
                 val_loss=val_loss, val_auc=val_auc, seconds=time.perf_counter() - started,
             ))  # fmt: skip
             losses = []
+            if board is not None:
+                board.scalar("val/loss", val_loss, step)
+                board.scalar("val/auc", val_auc, step)
+                board.flush()
             bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", auc=f"{val_auc:.3f}")
             state = dict(
                 model=model.state_dict(), optimizer=optimizer.state_dict(),
@@ -252,6 +270,8 @@ def pretrain(
                 pd.DataFrame(history).to_csv(tmp, index=False)
             save_checkpoint(out / LAST, state)
     bar.close()
+    if board is not None:
+        board.close()
     if not (out / BEST).is_file():  # resumed after the last step, or no validation set
         save_checkpoint(out / BEST, torch.load(out / LAST, map_location="cpu", weights_only=True))
     metrics = dict(

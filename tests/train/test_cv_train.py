@@ -114,6 +114,20 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tiny_cache, tm
         wa = load_checkpoint(tmp_path / "whole" / f"fold{k}" / "last.pt")["model"]
         wb = load_checkpoint(tmp_path / "cut" / f"fold{k}" / "last.pt")["model"]
         assert all(torch.equal(wa[n], wb[n]) for n in wa)
+    # TensorBoard: the resumed fold's curves are the uninterrupted ones, each step once.
+    ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+
+    def curves(run):
+        acc = ea.EventAccumulator(str(run / "tb" / "fold1"), size_guidance={ea.SCALARS: 0})
+        acc.Reload()
+        return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+    cw, cc = curves(tmp_path / "whole"), curves(tmp_path / "cut")
+    assert sorted(cw) == sorted(cc) and len(cw) == 7
+    for tag in cw:
+        assert [s for s, _ in cc[tag]] == [s for s, _ in cw[tag]], tag
+        assert [v for _, v in cc[tag]] == pytest.approx([v for _, v in cw[tag]], rel=1e-5), tag
+    assert [s for s, _ in cw["epoch/val_auc"]] == [1, 2]
     # Resuming a finished run trains nothing and changes nothing.
     cv_train(cfg, tmp_path / "cut", resume=True, progress=False, log=None)
     pd.testing.assert_frame_equal(a, pd.read_csv(tmp_path / "cut" / "oof.csv"))

@@ -136,6 +136,24 @@ def test_resume_equals_uninterrupted(tiny_cache, pool, tmp_path, monkeypatch):
     history = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     assert history["steps"] == 6
 
+    # TensorBoard: one event per step in both runs, the resumed curve equal to the whole one
+    ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    curves = {}
+    for name in ("full", "cut"):
+        acc = ea.EventAccumulator(str(tmp_path / name / "tb"), size_guidance={ea.SCALARS: 0})
+        acc.Reload()
+        curves[name] = {t: acc.Scalars(t) for t in acc.Tags()["scalars"]}
+    full, cut = curves["full"], curves["cut"]
+    for tag in ("train/loss", "train/lr", "train/grad_norm", "time/injection_share"):
+        assert [e.step for e in full[tag]] == [e.step for e in cut[tag]] == list(range(1, 7)), tag
+    assert [e.step for e in cut["val/auc"]] == [e.step for e in cut["val/loss"]] == [3, 6]
+    assert [e.value for e in cut["train/loss"]] == pytest.approx(
+        [e.value for e in full["train/loss"]], rel=1e-6
+    )
+    assert all(0 < e.value < 1 for e in cut["time/injection_share"])
+    hist = pd.read_csv(tmp_path / "full" / "history.csv")
+    assert [e.value for e in full["val/auc"]] == pytest.approx(list(hist["val_auc"]))
+
 
 def test_checkpoint_loads_into_the_recipe_model_only(tiny_cache, pool, tmp_path):
     needs_build_model()
