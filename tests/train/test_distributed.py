@@ -32,7 +32,13 @@ def _torchrun() -> list[str]:
 
 
 def _files(run) -> set[str]:
-    return {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+    """The run's files; TensorBoard event files (named by time, host and process) by folder."""
+    files = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+    return {f.rsplit("/", 1)[0] + "/events" if "/events.out." in f else f for f in files}
+
+
+def _event_files(run) -> list[str]:
+    return sorted(str(p.parent.relative_to(run)) for p in run.rglob("events.out.tfevents.*"))
 
 
 def test_two_processes_match_one(tiny_cache, tmp_path):
@@ -43,6 +49,13 @@ def test_two_processes_match_one(tiny_cache, tmp_path):
     _run([*_torchrun(), "--out", str(per_fold), "--fold-parallel", *common], tmp_path)
 
     assert _files(ddp) == _files(one) == _files(per_fold)
+    if _event_files(one):  # tensorboard installed: one event file per fold, by rank 0 alone
+        assert (
+            _event_files(ddp)
+            == _event_files(one)
+            == _event_files(per_fold)
+            == ["tb/fold0", "tb/fold1"]
+        )
     a, b = pd.read_csv(one / "oof.csv"), pd.read_csv(ddp / "oof.csv")
     pd.testing.assert_frame_equal(a[["id", "target", "fold"]], b[["id", "target", "fold"]])
     import json
