@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from g2res import TAPER_ALPHA
+
 MANIFEST = "manifest.json"
 PSD_FILE = "psd.npz"
 
@@ -80,6 +82,21 @@ class Cache:
     @property
     def sample_rate(self) -> float:
         return float(self.manifest.get("sample_rate", 2048))
+
+    @property
+    def conditioning(self) -> dict:
+        """How the cache's arrays were whitened and bandpassed (manifest settings, with
+        preprocess's defaults): ``fmin``, ``fmax`` (Hz), ``filter_order``, ``window`` and
+        ``window_alpha`` (the data taper). Whatever adds signals or glitches to cached
+        data, or correlates templates with it, conditions them the same way."""
+        s = self.manifest.get("settings", {})
+        return {
+            "fmin": s.get("fmin", 20.0),
+            "fmax": s.get("fmax", 500.0),
+            "filter_order": s.get("filter_order", 8),
+            "window": s.get("window", "tukey"),
+            "window_alpha": s.get("window_alpha", TAPER_ALPHA),
+        }
 
     @property
     def data_dir(self) -> Path | None:

@@ -24,7 +24,7 @@ from torch import nn
 
 from g2res import DETECTORS, N_SAMPLES, TAPER_ALPHA
 from g2res.config import AugmentConfig
-from g2res.data.glitches import check_kinds, make_glitch
+from g2res.data.glitches import GLITCH_KINDS, check_kinds, make_glitch
 from g2res.data.waveforms import SNR_FMIN
 from g2res.signal import WhitenBandpass, interpolate_psd
 
@@ -153,15 +153,14 @@ class GlitchInjector(nn.Module):
         from g2res.data.cache import Cache
 
         cache = cache if isinstance(cache, Cache) else Cache(cache)
-        settings = cache.manifest.get("settings", {})
+        c = cache.conditioning
         n_time = cache.manifest.get("n_time") or cache.array("train").shape[-1]
         psd = cache.psd
         return cls(
             psd["frequencies"], psd["psd"], cache.sample_rate, int(n_time),
-            fmin=settings.get("fmin", 20.0), fmax=settings.get("fmax", 500.0),
-            order=settings.get("filter_order", 8), window=settings.get("window", "tukey"),
-            window_alpha=settings.get("window_alpha", TAPER_ALPHA),
-            kinds=kinds if kinds is not None else ("sine_gaussian", "blip", "scattered_light"),
+            fmin=c["fmin"], fmax=c["fmax"], order=c["filter_order"], window=c["window"],
+            window_alpha=c["window_alpha"],
+            kinds=kinds if kinds is not None else GLITCH_KINDS,
             snr_range=snr_range,
         )  # fmt: skip
 

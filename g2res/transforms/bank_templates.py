@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from g2res.baselines.bank import PARAMETERS
 from g2res.utils import atomic_path
 
 BANK_FILE = "bank.npz"  # beside a run's config.yaml
-PARAMETERS = ("mass1", "mass2", "spin1z", "spin2z")
 
 
 def chirp_mass(mass1: np.ndarray, mass2: np.ndarray) -> np.ndarray:
@@ -83,11 +83,11 @@ class WhitenedBank:
 
 def _conditioning(cache) -> dict:
     """The cache's whitening + bandpass settings (manifest) and window length."""
-    s = cache.manifest.get("settings", {})
+    c = cache.conditioning
     return {
-        "fmin": float(s.get("fmin", 20.0)),
-        "fmax": float(s.get("fmax", 500.0)),
-        "filter_order": int(s.get("filter_order", 8)),
+        "fmin": float(c["fmin"]),
+        "fmax": float(c["fmax"]),
+        "filter_order": int(c["filter_order"]),
         "sample_rate": float(cache.sample_rate),
         "n_time": int(cache.manifest.get("n_time", 4096)),
     }

@@ -277,16 +277,14 @@ class InjectionBatches:
         self.device = torch.device(device)
         self.snr = snr or SNRSchedule()
         self.rate, self.noise_kind, self.seed = float(rate), noise, int(seed)
-        settings = self.cache.manifest.get("settings", {})
+        c = self.cache.conditioning
         psd = self.cache.psd
         n_time = int(self.cache.manifest.get("n_time", N_SAMPLES))
         self.injector = SignalInjector(
             psd["frequencies"], psd["psd"], self.pool.n_time, self.pool.merger_index,
             self.pool.valid_before_merger, merger_window,
-            fmin=settings.get("fmin", 20.0), fmax=settings.get("fmax", 500.0),
-            order=settings.get("filter_order", 8), window=settings.get("window", "tukey"),
-            window_alpha=settings.get("window_alpha", TAPER_ALPHA),
-            sample_rate=self.cache.sample_rate, n_time=n_time,
+            fmin=c["fmin"], fmax=c["fmax"], order=c["filter_order"], window=c["window"],
+            window_alpha=c["window_alpha"], sample_rate=self.cache.sample_rate, n_time=n_time,
         ).to(self.device)  # fmt: skip
         if noise == "cache":
             labels = self.cache.labels("train")
