@@ -17,9 +17,8 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-
 import _sensitivity_table as st
+import numpy as np
 
 NOISE_CURVES = ("design", "o3low", "lines")
 APPROXIMANTS = ("IMRPhenomD", "SEOBNRv4_opt", "IMRPhenomXPHM")
@@ -268,7 +267,9 @@ def markdown_matrix(cells: dict, curves: list[str], approximants: list[str], met
     lines = ["| noise \\ approximant | " + " | ".join(approximants) + " |"]
     lines.append("|" + "---|" * (len(approximants) + 1))
     for curve in curves:
-        vals = [cells.get(cell_name(curve, a), {}).get("ratio", {}).get(method) for a in approximants]
+        vals = [
+            cells.get(cell_name(curve, a), {}).get("ratio", {}).get(method) for a in approximants
+        ]
         lines.append(
             f"| {curve} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in vals) + " |"
         )
@@ -290,10 +291,8 @@ def plot(cells: dict, curves: list[str], approximants: list[str], methods: list[
     ncols = max(len(methods), na)
     fig = plt.figure(figsize=(4.2 * ncols, 3.6 * (1 + nc)))
     grid = fig.add_gridspec(1 + nc, ncols)
-    ratios = [
-        [[cells.get(cell_name(c, a), {}).get("ratio", {}).get(m) for a in approximants] for c in curves]
-        for m in methods
-    ]  # fmt: skip
+    ratio = lambda c, a, m: cells.get(cell_name(c, a), {}).get("ratio", {}).get(m)  # noqa: E731
+    ratios = [[[ratio(c, a, m) for a in approximants] for c in curves] for m in methods]
     finite = [v for m in ratios for row in m for v in row if v is not None]
     lo = min([*finite, st.GOAL_RATIO]) if finite else 0.9
     for k, m in enumerate(methods):

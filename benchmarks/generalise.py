@@ -132,7 +132,9 @@ def cell_sizes(args) -> dict[str, tuple[int, int]]:
         sizes[name] = (noise, signals)
     for name, (noise, signals) in sizes.items():
         if noise < 1 or signals < 1:
-            raise SystemExit(f"{name}: test split {noise} noise + {signals} signals; need >= 1 each")
+            raise SystemExit(
+                f"{name}: test split {noise} noise + {signals} signals; need >= 1 each"
+            )
     return sizes
 
 
@@ -233,8 +235,8 @@ def main(argv=None) -> dict:
             check_data(data, sim)
             gc.check_cache(cache, pre)
             if banks and not banks[curve].is_file():
-                timer(f"bank {curve}", lambda: place_bank(
-                    cache, banks[curve], args.bank_minimal_match, args.seed))  # fmt: skip
+                place = (cache, banks[curve], args.bank_minimal_match, args.seed)
+                timer(f"bank {curve}", lambda place=place: place_bank(*place))
             subs = {g: submit_group(runs, cache, folder, g, ct) for g, runs in groups.items()}
             bank = str(banks[curve]) if banks else None
             subs.update(sens.baselines(data, cache, folder, seed, ct, bank, not args.no_bank))
@@ -270,8 +272,9 @@ def main(argv=None) -> dict:
             stages_cpu[name.split(" ")[0]] = stages_cpu.get(name.split(" ")[0], 0.0) + s
     print(f"\nstages (wall s): {stages_wall}\nstages (CPU s):  {stages_cpu}")
     simulate_rate = {
-        c["approximant"]: round(timers[n].wall["simulate"] / (args.n_train + c["n_test_noise"]
-                                + c["n_test_signals"]), 4)  # fmt: skip
+        c["approximant"]: round(
+            timers[n].wall["simulate"] / (args.n_train + c["n_test_noise"] + c["n_test_signals"]), 4
+        )  # fmt: skip
         for n, c in cells.items()
         if "simulate" in timers[n].wall
     }
@@ -284,8 +287,12 @@ def main(argv=None) -> dict:
             "test_sizes": {a: {"noise": n, "signals": s} for a, (n, s) in sizes.items()},
             "snr": list(args.snr),
             "seed": args.seed,
-            "lines": {"tilt": gc.TILT, "pivot_hz": gc.TILT_PIVOT, "fwhm_hz": gc.LINE_WIDTH,
-                      "lines": gc.LINES},  # fmt: skip
+            "lines": {
+                "tilt": gc.TILT,
+                "pivot_hz": gc.TILT_PIVOT,
+                "fwhm_hz": gc.LINE_WIDTH,
+                "lines": gc.LINES,
+            },  # fmt: skip
         },
         "runs": {g: [str(r) for r in runs] for g, runs in groups.items()},
         "preprocess": vars(pre),

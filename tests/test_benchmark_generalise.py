@@ -1,0 +1,140 @@
+"""benchmarks/generalise.py end to end on a tiny matrix (2 noise curves x 1 approximant,
+130 test samples per cell, a 4-template bank, a tiny run trained here): every cell is in
+the table, the worst cell is the one with the lowest ratio to its oracle, the `lines`
+noise really carries its lines (the PSD the cell's cache estimated shows them), and a
+second call reuses every output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from g2res.baselines.bank import TemplateBank
+from g2res.config import Config
+from g2res.train.cv import cv_train
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _generalise_cells as gc  # noqa: E402
+import generalise  # noqa: E402
+
+MODEL_1D = {
+    "frontend": {"name": "identity"},
+    "backbone": {"name": "resnet1d_18", "base_width": 8},
+    "head": {"name": "linear"},
+}
+CELLS = ("design-IMRPhenomD", "lines-IMRPhenomD")
+
+
+@pytest.fixture(scope="module")
+def matrix(tiny_cache, tmp_path_factory):
+    """The tiny matrix run once: (workdir, argv, result)."""
+    root = tmp_path_factory.mktemp("generalise")
+    t = {"epochs": 1, "batch_size": 32, "lr": 2e-3, "num_workers": 0}
+    cfg = Config().replace({
+        "name": "tiny", "cache": str(tiny_cache), "model": MODEL_1D,
+        "train": {**Config().train.__dict__, **t}, "cv.folds": 2, "seed": 3,
+    })  # fmt: skip
+    cv_train(cfg, root / "run", progress=False, log=None)
+    # 4 templates: MatchedFilter.template_spectra reads a (3, n) array as one template per
+    # detector, so a bank of exactly 3 is filtered wrongly
+    bank = TemplateBank(
+        mass1=np.array([12.0, 20.0, 30.0, 45.0]),
+        mass2=np.array([10.0, 15.0, 25.0, 35.0]),
+        spin1z=np.zeros(4),
+        spin2z=np.zeros(4),
+    ).save(root / "bank.npz")
+    work = root / "work"
+    argv = [
+        "--workdir", str(work), "--runs", f"tiny={root / 'run'}",
+        "--noise-curves", "design", "lines", "--approximants", "IMRPhenomD",
+        "--n-train", "32", "--n-test-noise", "100", "--n-test-signals", "30",
+        "--bank", str(bank), "--workers", "1", "--seed", "5",
+        "--out", str(root / "out.json"), "--plot", str(root / "out.png"),
+    ]  # fmt: skip
+    return work, argv, generalise.main(argv)
+
+
+def test_every_cell_is_scored_and_the_worst_is_the_minimum(matrix):
+    work, argv, result = matrix
+    assert tuple(result["cells"]) == CELLS
+    for cell in result["cells"].values():
+        methods = [r["method"] for r in cell["table"]]
+        assert methods == ["oracle", "template bank", "tiny"]
+        assert cell["ratio"]["oracle"] == pytest.approx(1.0)
+        for r in cell["table"]:
+            assert r["n_noise"] == 100 and r["n_signals"] == 30
+            assert 0.0 <= r["auc"] <= 1.0
+            assert r["eff_fap"]["0.01"]["all"]["n_signals"] == 30  # FAP 1e-2 is resolved
+        assert cell["vs_bank"]["tiny"]["verdict"] in ("better", "worse", "not resolved")
+    # the two cells are different data sets (a seed per cell)
+    seeds = {c["seed"] for c in result["cells"].values()}
+    assert len(seeds) == 2
+    ratios = {n: c["ratio"]["tiny"] for n, c in result["cells"].items()}
+    goal = result["goal"]["tiny"]
+    assert goal["worst_cell"] == min(ratios, key=ratios.get)
+    assert goal["worst_ratio"] == pytest.approx(min(ratios.values()))
+    assert goal["ratio_met"] == (goal["worst_ratio"] >= 0.97)
+    worst = result["cells"][goal["worst_cell"]]["vs_bank"]["tiny"]["bank_better"]
+    assert goal["not_below_bank"] == (not worst["auc"] and not worst.get("eff@0.01"))
+    saved = json.loads(Path(argv[argv.index("--out") + 1]).read_text())
+    assert saved["headline"] == goal
+    assert Path(argv[argv.index("--plot") + 1]).stat().st_size > 10_000
+
+
+def _line_contrast(cache: Path, detector: int, f0: float) -> float:
+    """Estimated PSD at ``f0`` Hz over the mean at f0 +- 8 Hz."""
+    with np.load(cache / "psd.npz", allow_pickle=False) as z:
+        f, psd = z["frequencies"], z["psd"][detector]
+    at = lambda x: psd[np.argmin(np.abs(f - x))]  # noqa: E731
+    return at(f0) / (0.5 * (at(f0 - 8.0) + at(f0 + 8.0)))
+
+
+def test_the_lines_curve_has_its_lines_in_the_estimated_psd(matrix):
+    work = matrix[0]
+    lines, design = (
+        work / "cells" / c / "cache" for c in ("lines-IMRPhenomD", "design-IMRPhenomD")
+    )
+    for det in (0, 1):  # H1, L1: 60 Hz mains and the 35 Hz calibration line
+        assert _line_contrast(lines, det, 60.0) > 5.0
+        assert _line_contrast(lines, det, 35.0) > 3.0
+        assert _line_contrast(design, det, 60.0) < 1.5
+    assert _line_contrast(lines, 2, 50.0) > 5.0  # V1: 50 Hz mains
+    # the tilt: relative to design, the lines curve is quieter at 30 Hz than at 300 Hz
+    with np.load(lines / "psd.npz") as a, np.load(design / "psd.npz") as b:
+        f, ratio = a["frequencies"], a["psd"][0] / b["psd"][0]
+    r30, r300 = ratio[np.argmin(np.abs(f - 30))], ratio[np.argmin(np.abs(f - 300))]
+    assert r300 / r30 == pytest.approx(10.0**0.7, rel=0.3)
+
+
+def test_a_second_call_reuses_every_output(matrix):
+    work, argv, first = matrix
+    files = sorted(p for p in work.rglob("*") if p.is_file() and p.name != "out.json")
+    before = {p: p.stat().st_mtime_ns for p in files}
+    second = generalise.main(argv)
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+    assert sorted(p for p in work.rglob("*") if p.is_file()) == files
+    assert second["seconds_wall"] == first["seconds_wall"]
+    for name in CELLS:
+        assert second["cells"][name]["ratio"] == first["cells"][name]["ratio"]
+
+
+def test_options_are_checked(tmp_path):
+    with pytest.raises(SystemExit, match="unknown"):
+        gc.noise_curve_files(["design", "pink"], tmp_path)
+    args = generalise.parse_args(
+        ["--workdir", "w", "--runs", "a", "--cell-size", "SEOBNRv4_opt=2000,500"]
+    )
+    assert generalise.cell_sizes(args)["SEOBNRv4_opt"] == (2000, 500)
+    assert generalise.cell_sizes(args)["IMRPhenomD"] == (2000, 1000)
+    groups = generalise.run_groups([["a", "b,c"], ["ft=d"]])
+    assert groups == {"g2res": [Path("a"), Path("b"), Path("c")], "ft": [Path("d")]}
+    with pytest.raises(SystemExit, match="oracle"):
+        generalise.run_groups([["oracle=a"]])
+    assert gc.cell_seed(0, "design", "IMRPhenomD") != gc.cell_seed(0, "lines", "IMRPhenomD")
+    assert gc.cell_seed(0, "design", "IMRPhenomD") == gc.cell_seed(0, "design", "IMRPhenomD")
