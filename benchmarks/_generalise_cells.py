@@ -276,10 +276,18 @@ def markdown_matrix(cells: dict, curves: list[str], approximants: list[str], met
     return "\n".join(lines)
 
 
-def plot(cells: dict, curves: list[str], approximants: list[str], methods: list[str], path):
+def plot(
+    cells: dict,
+    curves: list[str],
+    approximants: list[str],
+    methods: list[str],
+    path,
+    worst: dict[str, str] | None = None,
+):
     """Top row: AUC / oracle AUC of each of ``methods`` as a noise curve x approximant heat
-    map with the numbers written in; below: efficiency at FAP 1e-2 vs network SNR (95%
-    band) per cell, one line per method. Written atomically to ``path``."""
+    map with the numbers written in (``worst`` {method: cell} framed in red); below:
+    efficiency at FAP 1e-2 vs network SNR (95% band) per cell, one line per method.
+    Written atomically to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -288,6 +296,7 @@ def plot(cells: dict, curves: list[str], approximants: list[str], methods: list[
     from g2res.utils import atomic_path
 
     na, nc = len(approximants), len(curves)
+    worst = worst or {}
     ncols = max(len(methods), na)
     fig = plt.figure(figsize=(4.2 * ncols, 3.6 * (1 + nc)))
     grid = fig.add_gridspec(1 + nc, ncols)
@@ -304,6 +313,12 @@ def plot(cells: dict, curves: list[str], approximants: list[str], methods: list[
                 if np.isfinite(z[i, j]):
                     ax.text(j, i, f"{z[i, j]:.3f}", ha="center", va="center",
                             color="w" if z[i, j] < (lo + 1) / 2 else "k")  # fmt: skip
+        if m in worst:  # the worst cell of a run group, framed in red
+            i, j = (
+                curves.index(cells[worst[m]]["noise_curve"]),
+                approximants.index(cells[worst[m]]["approximant"]),
+            )
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="r", lw=2.5))
         ax.set_xticks(range(na), approximants, fontsize=8)
         ax.set_yticks(range(nc), curves)
         ax.set_title(f"{m}: AUC / oracle AUC", fontsize=9)

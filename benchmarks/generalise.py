@@ -265,11 +265,10 @@ def main(argv=None) -> dict:
         print(gc.format_goal(g))
     stages_wall: dict[str, float] = dict(timer.wall)
     stages_cpu: dict[str, float] = dict(timer.cpu)
-    for t in timers.values():
-        for name, s in t.wall.items():
-            stages_wall[name.split(" ")[0]] = stages_wall.get(name.split(" ")[0], 0.0) + s
-        for name, s in t.cpu.items():
-            stages_cpu[name.split(" ")[0]] = stages_cpu.get(name.split(" ")[0], 0.0) + s
+    for t in timers.values():  # each stage summed over the cells
+        for total, times in ((stages_wall, t.wall), (stages_cpu, t.cpu)):
+            for name, s in times.items():
+                total[name] = round(total.get(name, 0.0) + s, 1)
     print(f"\nstages (wall s): {stages_wall}\nstages (CPU s):  {stages_cpu}")
     simulate_rate = {
         c["approximant"]: round(
@@ -313,7 +312,8 @@ def main(argv=None) -> dict:
         "machine": {"cpu_count": __import__("os").cpu_count(), "platform": platform.platform()},
     }
     write_json(args.out, result)
-    gc.plot(cells, list(curves), args.approximants, methods, args.plot)
+    worst = {g: v["worst_cell"] for g, v in goals.items()}
+    gc.plot(cells, list(curves), args.approximants, methods, args.plot, worst)
     print(f"wrote {args.out} and {args.plot}")
     return result
 

@@ -2,7 +2,7 @@
 130 test samples per cell, a 4-template bank, a tiny run trained here): every cell is in
 the table, the worst cell is the one with the lowest ratio to its oracle, the `lines`
 noise really carries its lines (the PSD the cell's cache estimated shows them), and a
-second call reuses every output."""
+second call reuses every output. The matrix tests are `slow` (~20-30 s on 2 cores)."""
 
 from __future__ import annotations
 
@@ -60,6 +60,7 @@ def matrix(tiny_cache, tmp_path_factory):
     return work, argv, generalise.main(argv)
 
 
+@pytest.mark.slow  # ~20-30 s: a run trained, 2 cells simulated and filtered
 def test_every_cell_is_scored_and_the_worst_is_the_minimum(matrix):
     work, argv, result = matrix
     assert tuple(result["cells"]) == CELLS
@@ -95,6 +96,7 @@ def _line_contrast(cache: Path, detector: int, f0: float) -> float:
     return at(f0) / (0.5 * (at(f0 - 8.0) + at(f0 + 8.0)))
 
 
+@pytest.mark.slow  # ~20-30 s: a run trained, 2 cells simulated and filtered
 def test_the_lines_curve_has_its_lines_in_the_estimated_psd(matrix):
     work = matrix[0]
     lines, design = (
@@ -112,6 +114,7 @@ def test_the_lines_curve_has_its_lines_in_the_estimated_psd(matrix):
     assert r300 / r30 == pytest.approx(10.0**0.7, rel=0.3)
 
 
+@pytest.mark.slow  # ~20-30 s: a run trained, 2 cells simulated and filtered
 def test_a_second_call_reuses_every_output(matrix):
     work, argv, first = matrix
     files = sorted(p for p in work.rglob("*") if p.is_file() and p.name != "out.json")
