@@ -120,12 +120,25 @@ def runs_preprocess(groups: dict[str, list[Path]]):
             found[str(run)] = load_config(path).preprocess
     first_run, first = next(iter(found.items()))
     for run, pre in found.items():
-        if pre != first:
+        if _conditioning(pre) != _conditioning(first):
             raise SystemExit(
                 f"--runs: {run} was trained on preprocess settings {pre} but {first_run} on "
                 f"{first}; score runs of different preprocessing in separate --workdir calls"
             )
+    if first.psd_source not in ("noise", "all"):
+        print(
+            f"warning: the runs whiten with the PSD file {first.psd_source} (preprocess."
+            "psd_source), not a PSD estimated per cell: cells of other noise curves are "
+            "whitened with the wrong PSD, as a user's data would be"
+        )
     return first
+
+
+UNCONDITIONED = ("workers", "batch_size")  # preprocess settings that do not change a cache
+
+
+def _conditioning(pre) -> dict:
+    return {k: v for k, v in vars(pre).items() if k not in UNCONDITIONED}
 
 
 def check_cache(cache: Path, pre) -> None:
@@ -134,8 +147,8 @@ def check_cache(cache: Path, pre) -> None:
     settings = json.loads((cache / "manifest.json").read_text()).get("settings", {})
     differ = {
         k: (settings[k], v)
-        for k, v in vars(pre).items()
-        if k in settings and k not in ("workers", "batch_size") and settings[k] != v
+        for k, v in _conditioning(pre).items()
+        if k in settings and settings[k] != v
     }
     if differ:
         raise SystemExit(

@@ -6,6 +6,7 @@ second call reuses every output. The matrix tests are `slow` (~20-30 s on 2 core
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from g2res.baselines.bank import TemplateBank
-from g2res.config import Config
+from g2res.config import Config, SimulateConfig
 from g2res.train.cv import cv_train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +122,13 @@ def test_a_second_call_reuses_every_output(matrix):
     before = {p: p.stat().st_mtime_ns for p in files}
     second = generalise.main(argv)
     assert {p: p.stat().st_mtime_ns for p in files} == before
+    cell = work / "cells" / CELLS[1]
+    pre = gc.runs_preprocess({"tiny": [Path(argv[argv.index("--runs") + 1].split("=")[1])]})
+    gc.check_cache(cell / "cache", pre)  # the cache the runs expect
+    with pytest.raises(SystemExit, match="fmax"):
+        gc.check_cache(cell / "cache", dataclasses.replace(pre, fmax=400.0))
+    with pytest.raises(SystemExit, match="SEOBNRv4_opt"):
+        generalise.check_data(cell / "data", SimulateConfig(approximant="SEOBNRv4_opt"))
     assert sorted(p for p in work.rglob("*") if p.is_file()) == files
     assert second["seconds_wall"] == first["seconds_wall"]
     for name in CELLS:
@@ -141,3 +149,33 @@ def test_options_are_checked(tmp_path):
         generalise.run_groups([["oracle=a"]])
     assert gc.cell_seed(0, "design", "IMRPhenomD") != gc.cell_seed(0, "lines", "IMRPhenomD")
     assert gc.cell_seed(0, "design", "IMRPhenomD") == gc.cell_seed(0, "design", "IMRPhenomD")
+
+
+def _cell(ratio: float, bank_better: dict | None) -> dict:
+    vs = {} if bank_better is None else {"g": {"bank_better": bank_better}}
+    return {"ratio": {"g": ratio, "oracle": 1.0}, "vs_bank": vs}
+
+
+def test_goal_reads_the_worst_cell_and_the_bank_verdicts():
+    fine = {"auc": [], "eff@0.01": []}
+    cells = {"a": _cell(0.99, fine), "b": _cell(0.975, fine), "c": _cell(0.98, {"auc": ["6-8"]})}
+    g = gc.goal(cells, "g")
+    assert (g["worst_cell"], g["worst_ratio"], g["met"]) == ("b", 0.975, True)
+    assert g["cells_below_bank"] == ["c"]
+    cells["b"] = _cell(0.975, {"auc": [], "eff@0.01": ["all"]})  # bank finds more at 1e-2
+    g = gc.goal(cells, "g")
+    assert g["not_below_bank"] is False and g["ratio_met"] and not g["met"]
+    cells["b"] = _cell(0.96, fine)
+    assert not gc.goal(cells, "g")["met"]
+    no_bank = gc.goal({"a": _cell(0.98, None)}, "g")
+    assert no_bank["not_below_bank"] is None and no_bank["met"]
+
+
+def test_lines_factor_peaks_at_the_line_heights():
+    f = np.arange(0, 1024, gc.LINES_DF)
+    k = gc.lines_factor(f, gc.LIGO_LINES)
+    for f0, height in gc.LIGO_LINES:
+        assert k[np.argmin(np.abs(f - f0))] == pytest.approx(height, rel=0.01)
+        half = k[np.argmin(np.abs(f - f0 - gc.LINE_WIDTH / 2))]
+        assert half == pytest.approx(1 + (height - 1) / 2, rel=0.02)  # FWHM 1 Hz
+    assert k[np.argmin(np.abs(f - 90.0))] == pytest.approx(1.0, abs=1e-9)
