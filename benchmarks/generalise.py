@@ -93,7 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=[],
         metavar="[CURVE=]FILE",
         help="template bank .npz for that noise curve (without CURVE=: every curve without "
-        "its own); default WORKDIR/banks/<curve>.npz, placed when missing",
+        "its own); default WORKDIR/banks/<curve>-mm<minimal match>.npz, placed when missing",
     )
     p.add_argument("--bank-minimal-match", type=float, default=0.95)
     p.add_argument("--no-bank", action="store_true", help="leave the template bank out")
@@ -151,7 +151,27 @@ def bank_files(args, work: Path) -> dict[str, Path]:
             given[curve] = Path(file)
         else:
             default = Path(file)
-    return {c: given.get(c, default or work / "banks" / f"{c}.npz") for c in args.noise_curves}
+    placed = {
+        c: work / "banks" / f"{c}-mm{args.bank_minimal_match:g}.npz" for c in args.noise_curves
+    }
+    return {c: given.get(c, default or placed[c]) for c in args.noise_curves}
+
+
+def check_bank_source(cell: Path, bank: Path) -> None:
+    """Record which bank file scored CELL/template_bank.csv (CELL/template_bank.source);
+    SystemExit when a reused CSV came from another bank."""
+    from g2res.utils import atomic_open
+
+    source, csv = cell / "template_bank.source", cell / "template_bank.csv"
+    want = str(bank.resolve())
+    if csv.is_file() and source.is_file() and source.read_text().strip() != want:
+        raise SystemExit(
+            f"{csv} was filtered with the bank {source.read_text().strip()}, not {want}; "
+            f"delete {csv} to redo it"
+        )
+    if not source.is_file():
+        with atomic_open(source, "w") as fh:
+            fh.write(want + "\n")
 
 
 def place_bank(cache: Path, path: Path, minimal_match: float, seed: int) -> Path:
@@ -233,14 +253,17 @@ def main(argv=None) -> dict:
             print(f"\n== cell {name} (seed {seed}) ==", flush=True)
             folder.mkdir(parents=True, exist_ok=True)
             timers[name] = ct = st.Timer(folder / "timings.json")
+            if (folder / "data" / "sample_submission.csv").is_file():
+                check_data(folder / "data", sim)  # before a reused data set is preprocessed
             data, cache = sens.prepare_data(folder, sim, pre, seed, ct)
-            check_data(data, sim)
             gc.check_cache(cache, pre)
             if banks and not banks[curve].is_file():
                 place = (cache, banks[curve], args.bank_minimal_match, args.seed)
                 timer(f"bank {curve}", lambda place=place: place_bank(*place))
             subs = {g: submit_group(runs, cache, folder, g, ct) for g, runs in groups.items()}
             bank = str(banks[curve]) if banks else None
+            if bank:
+                check_bank_source(folder, banks[curve])
             subs.update(sens.baselines(data, cache, folder, seed, ct, bank, not args.no_bank))
             order = {"oracle": 0, "template bank": 1}
             subs = dict(sorted(subs.items(), key=lambda kv: order.get(kv[0], 2)))

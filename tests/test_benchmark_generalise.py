@@ -127,6 +127,8 @@ def test_a_second_call_reuses_every_output(matrix):
     gc.check_cache(cell / "cache", pre)  # the cache the runs expect
     with pytest.raises(SystemExit, match="fmax"):
         gc.check_cache(cell / "cache", dataclasses.replace(pre, fmax=400.0))
+    with pytest.raises(SystemExit, match="template_bank.csv"):
+        generalise.check_bank_source(cell, work / "another_bank.npz")
     with pytest.raises(SystemExit, match="SEOBNRv4_opt"):
         generalise.check_data(cell / "data", SimulateConfig(approximant="SEOBNRv4_opt"))
     assert sorted(p for p in work.rglob("*") if p.is_file()) == files
