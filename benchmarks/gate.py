@@ -124,8 +124,9 @@ def main(argv=None) -> dict:
               f"{row['chirps_gated']:.4f} of {len(signal)} (largest SNR "
               f"{row['largest_snr_gated']})")  # fmt: skip
         for k, v in row["glitches"].items():
-            print(f"  {k:24s} gated {v['gated']:.3f}  residual median {v['residual_median']:.3f}"
-                  f"  p90 {v['residual_p90']:.3f}  <0.1: {v['residual_below_0.1']:.3f}")  # fmt: skip
+            print(f"  {k:24s} gated {v['gated']:.3f}  residual median "
+                  f"{v['residual_median']:.3f}  p90 {v['residual_p90']:.3f}  "
+                  f"<0.1: {v['residual_below_0.1']:.3f}")  # fmt: skip
     result = {"benchmark": "gate", "seed": args.seed, "snr": list(args.snr), "rows": rows}
     write_json(args.out, result)
     print(f"wrote {args.out}")

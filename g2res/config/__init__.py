@@ -105,8 +105,9 @@ class GateConfig:
 
     Applied inside the model, so cached data, ``augment.glitch`` glitches and on-the-fly
     injections are gated alike in training and in ``g2res submit`` (the checkpoint's recipe
-    carries it). ``threshold: null`` leaves the input as it is; 6 is the measured default
-    of ``g2res.signal.gate`` (no false gate in 1,000 noise samples).
+    carries it). ``threshold: null`` leaves the input as it is; 7 is the measured default
+    of ``g2res.signal.gate`` (no gate on 1,000 noise and 500 BBH samples of SNR <= 16, every
+    blip of SNR 20-50 gated).
     """
 
     threshold: float | None = None  # robust sigmas of whitened noise; None: no gating

@@ -21,17 +21,22 @@ The gated data are ``x * weight``; the gated fraction of a detector is ``mean(1 
 away from the ends removes ``2 window + taper`` s plus one sample).
 
 Defaults (sized on 2-s windows at 2048 Hz, whitened and bandpassed 20-500 Hz as the cache,
-and the simulator's glitch kinds, :mod:`g2res.data.glitches`): ``threshold`` 6 sigma,
-``window`` 0.1 s, ``taper`` 0.05 s. Measured with ``benchmarks/gate.py`` (seed 0):
+and the simulator's glitch kinds, :mod:`g2res.data.glitches`): ``threshold`` 7 sigma,
+``window`` 0.1 s, ``taper`` 0.05 s. Measured with ``python benchmarks/gate.py --workdir W``
+(seed 0; 1,000 noise and 500 BBH samples of network SNR 4-16, IMRPhenomXPHM, 7-50 Msun):
 
-- false gates: 0 of 1,000 pure-noise samples (3,000 detector series) gated at 6 sigma
-  (a Gaussian series of 4,096 samples passes 6 sigma with probability ~8e-6);
-- BBH chirps (IMRPhenomXPHM, 7-50 Msun): none of 500 with network SNR 4-16 gated;
-- blips of SNR 20-50: all gated, residual SNR (the norm of what is left of the whitened
-  glitch) <= 10% of the original; sine-Gaussians of SNR 20-50 gated in ~90% (the long,
-  low-f0, high-Q ones are not loud enough in any one sample), scattered-light arches
-  (0.2-1 s, 30-90 Hz) almost never: time-domain gating is for short loud transients,
-  the chi-squared veto and the network are for the rest.
+- false gates: 0 of 1,000 pure-noise samples (3,000 detector series) at 7 sigma (the
+  loudest noise sample peaks at 5.6 sigma; Gaussian noise passes 7 sigma in a 4,096-sample
+  series with probability ~1e-8); 0 at 6 sigma too, 2 at 5.5;
+- BBH chirps: none of 500 gated at 7 sigma (their peaks reach 6.55 sigma at network SNR
+  12-16; 4 of 500, up to SNR 15.2, are gated at 6 sigma, hence 7);
+- blips of SNR 20-50 (one detector): all gated, residual SNR (the norm of what is left of
+  the conditioned glitch over its norm) 0.3%; of SNR 8-20: 72% gated. Sine-Gaussians of
+  SNR 20-50: 89% gated (residual < 10% in 88%; the long, low-f0, high-Q ones are never
+  loud in any one sample); scattered-light arches (0.2-1 s, 30-90 Hz) of SNR 20-50: 19%.
+  Time-domain gating is for short loud transients; the chi-squared veto and the network
+  are for the rest. A half-width of 0.05 s leaves 0.5% of a gated blip (85% of the gated
+  sine-Gaussians below 10%), 0.1 s 0.3% (88%).
 """
 
 from __future__ import annotations
@@ -41,9 +46,18 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["GATE_THRESHOLD", "GATE_WINDOW", "GATE_TAPER", "MAD_TO_SIGMA", "gate", "Gate"]
+__all__ = [
+    "GATE_THRESHOLD",
+    "GATE_WINDOW",
+    "GATE_TAPER",
+    "MAD_TO_SIGMA",
+    "noise_level",
+    "gate_weight",
+    "gate",
+    "Gate",
+]
 
-GATE_THRESHOLD = 6.0  # whitened-noise sigmas
+GATE_THRESHOLD = 7.0  # whitened-noise sigmas
 GATE_WINDOW = 0.1  # s, half-width zeroed around each excursion
 GATE_TAPER = 0.05  # s, Hann ramp on each side of a gate
 MAD_TO_SIGMA = 1.4826  # standard deviation / median absolute deviation of a Gaussian
