@@ -329,8 +329,6 @@ def main(argv=None) -> dict:
     st.add_ratios(rows)
     print()
     print(st.format_table(rows))
-    print("\nefficiency at FAP 1e-2 and 1e-3, 95% bootstrap intervals:")
-    print(st.format_fap_table(rows))
 
     glitched = gr.glitched_mask(glitchy)
     faps = {}
