@@ -34,6 +34,7 @@ from g2res import DETECTORS
 from g2res.baselines.bank import F_LOWER, TemplateBank, stochastic_bank, whitening
 from g2res.baselines.samples import read_batch, read_sample, split_ids  # noqa: F401
 from g2res.data.layout import INJECTIONS
+from g2res.signal.gate import GATE_TAPER, GATE_WINDOW
 from g2res.signal.matched import (
     complex_snr,
     correlation_kernels,
@@ -90,8 +91,8 @@ class MatchedFilter:
         upsample: int = 1,
         device: str | torch.device = "cpu",
         gate: float | None = None,
-        gate_window: float = 0.1,
-        gate_taper: float = 0.05,
+        gate_window: float = GATE_WINDOW,
+        gate_taper: float = GATE_TAPER,
     ):
         from g2res.signal.windows import window_array
 
@@ -359,8 +360,8 @@ def matched_filter(
     progress: bool = True,
     chisq_bins: int = 0,
     gate: float | None = None,
-    gate_window: float = 0.1,
-    gate_taper: float = 0.05,
+    gate_window: float = GATE_WINDOW,
+    gate_taper: float = GATE_TAPER,
 ) -> pd.DataFrame:
     """``g2res baseline matched-filter``: filter every sample of ``split`` and write
 

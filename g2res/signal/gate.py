@@ -33,7 +33,8 @@ and the simulator's glitch kinds, :mod:`g2res.data.glitches`): ``threshold`` 7 s
 - blips of SNR 20-50 (one detector): all gated, residual SNR (the norm of what is left of
   the conditioned glitch over its norm) 0.3%; of SNR 8-20: 72% gated. Sine-Gaussians of
   SNR 20-50: 89% gated (residual < 10% in 88%; the long, low-f0, high-Q ones are never
-  loud in any one sample); scattered-light arches (0.2-1 s, 30-90 Hz) of SNR 20-50: 19%.
+  loud in any one sample); a koi fish (not a simulator kind: a broadband blip of SNR in
+  the hundreds) is gated a fortiori; scattered-light arches (0.2-1 s, 30-90 Hz) of SNR 20-50: 19%.
   Time-domain gating is for short loud transients; the chi-squared veto and the network
   are for the rest. A half-width of 0.05 s leaves 0.5% of a gated blip (85% of the gated
   sine-Gaussians below 10%), 0.1 s 0.3% (88%).

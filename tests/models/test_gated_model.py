@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from g2res.config import Config, ModelConfig
+from g2res.config import Config, GateConfig, ModelConfig
 from g2res.models import build_model
 from g2res.models.checkpoint import load_fold_model, save_checkpoint
-from g2res.signal.gate import Gate, gate
+from g2res.signal.gate import GATE_TAPER, GATE_WINDOW, Gate, gate
 
 N = 2048
 TINY = dict(frontend={"name": "cqt"}, backbone={"name": "resnet18", "base_width": 4})
@@ -19,6 +19,8 @@ def test_gated_model_trains_one_step_predicts_and_round_trips(tmp_path, rng):
     cfg = Config().replace({**{f"model.{k}": v for k, v in TINY.items()},
                             "model.gate.threshold": 7.0, "model.gate.window": 0.05})  # fmt: skip
     assert cfg.model.gate.threshold == 7.0 and cfg.model.gate.taper == 0.05
+    assert GateConfig().threshold is None  # off unless asked
+    assert (GateConfig().window, GateConfig().taper) == (GATE_WINDOW, GATE_TAPER)
     assert build_model(ModelConfig(**TINY), n_time=N).gate is None  # off by default
     torch.manual_seed(0)
     model = build_model(cfg.model, n_time=N)
