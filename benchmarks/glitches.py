@@ -11,15 +11,25 @@ Each is preprocessed with the same settings. Then on the glitchy set (test split
 
 1. the recipe trained on the glitchy training split without glitch augmentation;
 2. the same recipe with ``augment.glitch`` (default 0.3, SNR 8-50);
-3. the template bank without and with the chi-squared veto (``--chisq-bins``), and the
-   exact-template oracle;
+3. both again with the autogate ``model.gate.threshold=--gate`` (default 7 sigma;
+   ``--gate 0`` leaves these rows out);
+4. the template bank without and with the chi-squared veto (``--chisq-bins``), with the
+   autogate (``--gate``) and with both, and the exact-template oracle (``--no-bank``:
+   only the oracle);
+5. a logistic stack (``g2res submit --stack``) of the network row of best AUC with the
+   vetoed bank statistic (newSNR; the bank also filters the glitchy training split for
+   it; ``--no-stack`` leaves it out);
 
-and, for reference, the recipe trained and scored on the clean set. The table gives
-AUC overall and per network-SNR bin and efficiency at 1% false-positive rate per bin.
+and, for reference, the recipe trained and scored on the clean set. The tables give AUC
+overall and per network-SNR bin, efficiency at 1% false-positive rate per bin, efficiency
+at FAP 1e-2 and 1e-3 with 95% bootstrap intervals (benchmarks/_sensitivity_table.py), and
+for every method the FAP on glitchy noise at its own clean-noise 1e-2 threshold (each
+method also scores the clean test split; the bank by its raw statistic) with 95%
+binomial and bootstrap intervals (benchmarks/_glitch_report.py).
 Goals (issue 18): with augmentation g2res loses at most 0.01 AUC against the clean
 run; its false-alarm probability on glitchy noise at its own clean-noise 1e-2 threshold
-(the augmented run also scored on the clean test split) stays below 2e-2; and it is not
-worse than the vetoed bank beyond the test set's noise (95% paired bootstrap) in any bin.
+stays below 2e-2; and it is not worse than the vetoed bank beyond the test set's noise
+(95% paired bootstrap, AUC and efficiency at FAP 1e-2) in any bin.
 Writes benchmarks/results/glitches.json. Steps whose outputs exist in WORKDIR are reused.
 
     python benchmarks/glitches.py --workdir /tmp/g2res-glitch
@@ -35,16 +45,14 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _glitch_report as gr  # noqa: E402
 import _sensitivity_table as st  # noqa: E402
 import sensitivity as sens  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
-FAP = 1e-2  # the clean-noise false-alarm probability whose threshold is carried over
 GOAL_AUC_LOSS = 0.01
 GOAL_FAP = 2e-2
 
@@ -74,7 +82,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--chisq-bins", type=int, default=16, help="p of the vetoed bank")
     p.add_argument("--bank", default=None, help="template bank .npz to reuse")
-    p.add_argument("--no-bank", action="store_true", help="leave both bank rows out")
+    p.add_argument("--no-bank", action="store_true", help="leave the bank rows (and the stack) out")
+    p.add_argument("--no-stack", action="store_true", help="leave the stack row out")
+    p.add_argument(
+        "--gate",
+        type=float,
+        default=7.0,
+        help="model.gate.threshold and --gate of the gated rows (0: no gated rows)",
+    )
     p.add_argument(
         "--cpu-overrides",
         default="default",
@@ -94,32 +109,69 @@ def rate_for_share(share: float) -> float:
     return -math.log1p(-share)
 
 
-def false_alarms(clean_csv: Path, glitchy_csv: Path, clean: Path, glitchy: Path) -> dict:
-    """Threshold at FAP on the clean test noise, and the share of glitchy test noise (all,
-    and with a glitch) above it."""
-    import pandas as pd
+def slug(name: str) -> str:
+    return name.replace(" + ", "_plus_").replace(" ", "_").replace("+", "plus")
 
-    y0, p0, _ = st.load_scores(clean_csv, clean)
-    y1, p1, _ = st.load_scores(glitchy_csv, glitchy)
-    threshold = float(np.quantile(p0[y0 == 0], 1 - FAP))
-    labels = pd.read_csv(glitchy / "truth" / "test_labels.csv", dtype={"id": str})
-    hit = set(pd.read_csv(glitchy / "truth" / "glitches.csv", dtype={"id": str}).id)
-    glitched = labels.id.isin(hit).to_numpy()
-    noise = y1 == 0
+
+def bank_methods(args) -> list[tuple[str, dict, str]]:
+    """(row name, matched_filter keywords, .raw.csv column ranked) of the bank rows."""
+    veto = {"chisq_bins": args.chisq_bins}
+    rows = [("template bank", {}, "snr"), ("template bank + chisq", veto, "newsnr")]
+    if args.gate > 0:
+        gate = {"gate": args.gate}
+        rows += [
+            ("template bank + gate", gate, "snr"),
+            ("template bank + gate + chisq", {**gate, **veto}, "newsnr"),
+        ]
+    return rows
+
+
+def run_bank(data, cache, csv, kw, saved, args, timer, label, split="test") -> Path:
+    """``matched_filter`` of ``split`` of ``data`` with the cache's PSD into ``csv`` (kept
+    when it exists); the bank is ``saved`` (placed for the glitchy cache's PSD once)."""
+    from g2res.baselines.matched_filter import matched_filter
+
+    if not csv.is_file():
+        kw = {**kw, **({"bank": saved} if saved.is_file() else {"save_bank": saved})}
+        timer(
+            label,
+            lambda: matched_filter(data, cache / "psd.npz", csv, split=split, seed=args.seed, **kw),
+        )
+    return csv
+
+
+def compare_with(name: str, other: str, subs: dict, data: Path) -> dict:
+    """Paired AUC (overall, per bin) and efficiency (per FAP and bin) of ``name`` minus
+    ``other``, printed; the bins where ``other`` is better beyond the noise."""
+    paired = st.paired_bins(subs[name], subs[other], data)
+    eff = st.paired_efficiency(subs[name], subs[other], data)
+    worse = [k for k, d in paired.items() if k != "overall" and d["verdict"] == "worse"]
+    worse_eff = {
+        fap: [k for k, d in rows.items() if k != "all" and d and d["verdict"] == "worse"]
+        for fap, rows in eff.items()
+        if "skipped" not in rows
+    }
+    print(f"\nAUC difference ({name} - {other}), 95% paired bootstrap:")
+    print(st.format_paired(paired))
+    print(f"efficiency difference ({name} - {other}), 95% paired bootstrap:")
+    print(st.format_paired_efficiency(eff))
+    print(
+        f"bins where {other} is better beyond the noise: AUC "
+        + (", ".join(worse) or "none")
+        + "; "
+        + "; ".join(f"FAP {f}: {', '.join(b) or 'none'}" for f, b in worse_eff.items())
+    )
     return {
-        "threshold": threshold,
-        "fap_clean": float((p0[y0 == 0] > threshold).mean()),
-        "fap_glitchy": float((p1[noise] > threshold).mean()),
-        "fap_glitched_noise": float((p1[noise & glitched] > threshold).mean())
-        if (noise & glitched).any()
-        else None,
-        "n_noise": int(noise.sum()),
-        "n_glitched_noise": int((noise & glitched).sum()),
+        "auc": paired,
+        "efficiency": eff,
+        "bins_worse_auc": worse,
+        "bins_worse_eff": worse_eff,
+        "met": not worse and not any(worse_eff.values()),
     }
 
 
 def main(argv=None) -> dict:
-    from g2res.baselines.matched_filter import matched_filter
+    from g2res.baselines.matched_filter import companion_path, matched_filter
     from g2res.config import SimulateConfig, load_config
     from g2res.ensemble.submit import submit
     from g2res.utils import write_json
@@ -134,13 +186,19 @@ def main(argv=None) -> dict:
     overrides = [*cpu, f"cv.folds={args.folds}", f"seed={args.seed}", *args.overrides]
     cfg = load_config(args.recipe, overrides)
     rate = rate_for_share(args.glitch_share)
-    base = dict(n_train=args.n_train, n_test=args.n_test, snr=tuple(args.snr),
-                approximant=args.approximant, workers=args.workers)  # fmt: skip
+    base = dict(
+        n_train=args.n_train,
+        n_test=args.n_test,
+        snr=tuple(args.snr),
+        approximant=args.approximant,
+        workers=args.workers,
+    )
     sims = {
         "clean": SimulateConfig(**base),
-        "glitchy": SimulateConfig(**base, glitch_rate=rate, glitch_snr=tuple(args.glitch_snr),
-                                  psd_drift=args.psd_drift),
-    }  # fmt: skip
+        "glitchy": SimulateConfig(
+            **base, glitch_rate=rate, glitch_snr=tuple(args.glitch_snr), psd_drift=args.psd_drift
+        ),
+    }
     sets = {}
     for name, sim in sims.items():
         sub = work / name
@@ -148,14 +206,26 @@ def main(argv=None) -> dict:
         sets[name] = sens.prepare_data(sub, sim, cfg.preprocess, args.seed, timer)
     (clean, clean_cache), (glitchy, glitchy_cache) = sets["clean"], sets["glitchy"]
 
-    aug = [f"augment.glitch={args.augment_glitch}",
-           f"augment.glitch_snr=[{args.glitch_snr[0]},{args.glitch_snr[1]}]"]  # fmt: skip
+    aug = [
+        f"augment.glitch={args.augment_glitch}",
+        f"augment.glitch_snr=[{args.glitch_snr[0]},{args.glitch_snr[1]}]",
+    ]
+    gate = [f"model.gate.threshold={args.gate}"] if args.gate > 0 else []
     runs = {
         "clean": (clean, clean_cache, []),
         "no augmentation": (glitchy, glitchy_cache, []),
         "augment.glitch": (glitchy, glitchy_cache, aug),
     }
+    if gate:
+        runs.update(
+            {
+                "gate": (glitchy, glitchy_cache, gate),
+                "gate + augment.glitch": (glitchy, glitchy_cache, [*gate, *aug]),
+            }
+        )
     subs: dict[str, Path] = {}
+    # method -> (glitchy test CSV, clean test CSV, column): its FAP at its clean threshold
+    sources: dict[str, tuple[Path, Path, str]] = {}
     run_dirs = {}
     for label, (data, cache, extra) in runs.items():
         c = cfg.replace([*extra, f"cache={cache}", f"data_dir={data}"])
@@ -163,77 +233,167 @@ def main(argv=None) -> dict:
         run_dirs[label] = work / "runs" / name
         csv = work / f"{name}.csv"
         subs[f"g2res {label}"] = sens.train_and_submit(c, run_dirs[label], csv, timer, label)
-    # The augmented run on the clean test split: its clean-noise threshold.
-    aug_on_clean = work / "augment.glitch_on_clean.csv"
-    if not aug_on_clean.is_file():
-        timer("submit augment.glitch on clean",
-              lambda: submit([run_dirs["augment.glitch"]], clean_cache, aug_on_clean))  # fmt: skip
+        if label != "clean":  # the run on the clean test split: its clean-noise threshold
+            on_clean = work / f"{label.replace(' + ', '_').replace(' ', '_')}_on_clean.csv"
+            if not on_clean.is_file():
+                timer(
+                    f"submit {label} on clean",
+                    lambda r=run_dirs[label], o=on_clean: submit([r], clean_cache, o),
+                )
+            sources[f"g2res {label}"] = (subs[f"g2res {label}"], on_clean, "target")
 
-    psd = glitchy_cache / "psd.npz"
     saved = Path(args.bank) if args.bank else work / "bank.npz"
-    methods = [("oracle", {"oracle": True})]
     if not args.no_bank:
-        methods = [("template bank", {}), ("template bank + chisq",
-                    {"chisq_bins": args.chisq_bins}), *methods]  # fmt: skip
-    for name, kw in methods:
-        csv = work / f"{name.replace(' ', '_').replace('+', 'plus')}.csv"
-        if not csv.is_file():
-            if name != "oracle":
-                kw = {**kw, **({"bank": saved} if saved.is_file() else {"save_bank": saved})}
-            timer(
-                name, lambda csv=csv, kw=kw: matched_filter(glitchy, psd, csv, seed=args.seed, **kw)
+        for name, kw, column in bank_methods(args):
+            csv = run_bank(
+                glitchy, glitchy_cache, work / f"{slug(name)}.csv", kw, saved, args, timer, name
             )
-        subs[name] = csv
+            on_clean = run_bank(
+                clean,
+                clean_cache,
+                work / f"{slug(name)}_on_clean.csv",
+                kw,
+                saved,
+                args,
+                timer,
+                f"{name} on clean",
+            )
+            subs[name] = csv
+            sources[name] = (companion_path(csv), companion_path(on_clean), column)
+    csv = work / "oracle.csv"
+    if not csv.is_file():
+        timer(
+            "oracle",
+            lambda: matched_filter(
+                glitchy, glitchy_cache / "psd.npz", csv, oracle=True, seed=args.seed
+            ),
+        )
+    subs["oracle"] = csv
 
-    table = [st.score(n, csv, clean if n == "g2res clean" else glitchy) for n, csv in subs.items()]
-    order = {"oracle": 0, "template bank": 1, "template bank + chisq": 2}
-    table.sort(key=lambda r: order.get(r["method"], 3))
-    st.add_ratios(table)
+    table = {
+        n: st.score(n, csv, clean if n == "g2res clean" else glitchy) for n, csv in subs.items()
+    }
+    network = [n for n in subs if n.startswith("g2res ") and n != "g2res clean"]
+    best = max(network, key=lambda n: table[n]["auc"])
+    vetoed = "template bank + chisq"
+    stack_name = None
+    if not args.no_bank and not args.no_stack:  # --- the best network row + the bank's newSNR
+        veto_kw = dict(bank_methods(args)[1][1])
+        train_raw = companion_path(
+            run_bank(
+                glitchy,
+                glitchy_cache,
+                work / "bank_chisq_train.csv",
+                veto_kw,
+                saved,
+                args,
+                timer,
+                "bank train split",
+                split="train",
+            )
+        )
+        stat = {
+            split: gr.write_statistic(raw, "newsnr", work / f"newsnr_{split}.csv")
+            for split, raw in (
+                ("train", train_raw),
+                ("test", sources[vetoed][0]),
+                ("clean", sources[vetoed][1]),
+            )
+        }
+        stack_name = f"stack: {best} + bank newSNR"
+        run = run_dirs[best.removeprefix("g2res ")]
+        for out, cache, test in (
+            (work / "stack.csv", glitchy_cache, stat["test"]),
+            (work / "stack_on_clean.csv", clean_cache, stat["clean"]),
+        ):
+            if not out.is_file():
+                timer(
+                    f"submit {out.stem}",
+                    lambda o=out, c=cache, t=test: submit(
+                        [run],
+                        c,
+                        o,
+                        stack="logistic",
+                        stat_train={"bank": stat["train"]},
+                        stat_test={"bank": t},
+                        seed=args.seed,
+                    ),
+                )
+        subs[stack_name] = work / "stack.csv"
+        sources[stack_name] = (work / "stack.csv", work / "stack_on_clean.csv", "target")
+        table[stack_name] = st.score(stack_name, subs[stack_name], glitchy)
+
+    rows = list(table.values())
+    order = {"oracle": 0, **{n: i + 1 for i, (n, _, _) in enumerate(bank_methods(args))}}
+    rows.sort(key=lambda r: order.get(r["method"], 10))
+    st.add_ratios(rows)
     print()
-    print(st.format_table(table))
-    by = {r["method"]: r for r in table}
-    loss = by["g2res clean"]["auc"] - by["g2res augment.glitch"]["auc"]
-    fa = false_alarms(aug_on_clean, subs["g2res augment.glitch"], clean, glitchy)
+    print(st.format_table(rows))
+
+    glitched = gr.glitched_mask(glitchy)
+    faps = {}
+    for name, (g_csv, c_csv, column) in sources.items():
+        y0, p0 = gr.scores(c_csv, clean, column)
+        y1, p1 = gr.scores(g_csv, glitchy, column)
+        faps[name] = gr.fap_at_clean_threshold(
+            p0[y0 == 0], p1[y1 == 0], glitched[y1 == 0], seed=args.seed
+        )
+    print(
+        f"\nFAP on glitchy test noise at each method's clean-noise {gr.FAP:g} threshold "
+        "(binomial: threshold fixed; bootstrap: clean and glitchy noise resampled):"
+    )
+    print(gr.format_fap_rows(faps))
+
+    loss = table["g2res clean"]["auc"] - table["g2res augment.glitch"]["auc"]
+    fa = faps["g2res augment.glitch"]
     verdict = {
         "auc_loss": loss,
         "auc_loss_goal": GOAL_AUC_LOSS,
         "auc_loss_met": loss <= GOAL_AUC_LOSS,
-        "false_alarms": fa,
+        "best_network_row": best,
+        "auc_loss_best": table["g2res clean"]["auc"] - table[best]["auc"],
+        "false_alarms": faps,
         "fap_goal": GOAL_FAP,
-        "fap_met": fa["fap_glitchy"] < GOAL_FAP,
+        "fap_met": fa["all"]["fap"] < GOAL_FAP,
+        "fap_met_best": faps[best]["all"]["fap"] < GOAL_FAP,
     }
-    print(f"\naugment.glitch: AUC {by['g2res augment.glitch']['auc']:.4f} vs clean "
-          f"{by['g2res clean']['auc']:.4f}: loss {loss:+.4f} (goal <= {GOAL_AUC_LOSS}) "
-          f"{'MET' if verdict['auc_loss_met'] else 'NOT MET'}")  # fmt: skip
-    print(f"FAP on glitchy noise at the clean 1e-2 threshold: {fa['fap_glitchy']:.4f} "
-          f"(glitched noise only: {fa['fap_glitched_noise']}) -> goal < {GOAL_FAP} "
-          f"{'MET' if verdict['fap_met'] else 'NOT MET'}")  # fmt: skip
-    if "template bank + chisq" in subs:
-        paired = st.paired_bins(subs["g2res augment.glitch"], subs["template bank + chisq"],
-                                glitchy)  # fmt: skip
-        worse = [k for k, d in paired.items() if k != "overall" and d["verdict"] == "worse"]
-        verdict.update(paired_vs_vetoed_bank=paired, bins_resolved_worse=worse,
-                       vetoed_bank_met=not worse)  # fmt: skip
-        print("AUC difference (augment.glitch - vetoed bank), 95% paired bootstrap:")
-        print(st.format_paired(paired))
-        print(
-            "bins where the vetoed bank is better beyond the noise: " + (", ".join(worse) or "none")
-        )
+    print(
+        f"\naugment.glitch: AUC {table['g2res augment.glitch']['auc']:.4f} vs clean "
+        f"{table['g2res clean']['auc']:.4f}: loss {loss:+.4f} (goal <= {GOAL_AUC_LOSS}) "
+        f"{'MET' if verdict['auc_loss_met'] else 'NOT MET'}; best network row {best}: "
+        f"loss {verdict['auc_loss_best']:+.4f}"
+    )
+    print(
+        f"FAP on glitchy noise at the clean 1e-2 threshold (augment.glitch): "
+        f"{fa['all']['fap']:.4f} [{fa['all']['boot_low']:.4f}, {fa['all']['boot_high']:.4f}] "
+        f"-> goal < {GOAL_FAP} {'MET' if verdict['fap_met'] else 'NOT MET'}; {best}: "
+        f"{faps[best]['all']['fap']:.4f}"
+    )
+    if vetoed in subs:
+        verdict["vs_vetoed_bank"] = {
+            n: compare_with(n, vetoed, subs, glitchy)
+            for n in dict.fromkeys(["g2res augment.glitch", best, stack_name])
+            if n
+        }
     print(f"\nsteps (wall s): {timer.wall}\nsteps (CPU s):  {timer.cpu}")
     result = {
         "benchmark": "glitches",
         "data": {
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in base.items()},
-            "glitch_share": args.glitch_share, "glitch_rate": rate,
-            "glitch_snr": list(args.glitch_snr), "psd_drift": args.psd_drift, "seed": args.seed,
+            "glitch_share": args.glitch_share,
+            "glitch_rate": rate,
+            "glitch_snr": list(args.glitch_snr),
+            "psd_drift": args.psd_drift,
+            "seed": args.seed,
         },
         "recipe": os.path.relpath(args.recipe, ROOT),
         "overrides": overrides,
         "augment": aug,
+        "gate": gate,
         "chisq_bins": args.chisq_bins,
         "runs": {k: str(v) for k, v in run_dirs.items()},
-        **st.result_fields(table, verdict, timer),
-    }  # fmt: skip
+        **st.result_fields(rows, verdict, timer),
+    }
     write_json(args.out, result)
     print(f"wrote {args.out}")
     return result

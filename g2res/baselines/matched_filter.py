@@ -32,7 +32,9 @@ import torch
 
 from g2res import DETECTORS
 from g2res.baselines.bank import F_LOWER, TemplateBank, stochastic_bank, whitening
-from g2res.data.layout import INJECTIONS, SAMPLE_SUBMISSION, TRAIN_LABELS, sample_path
+from g2res.baselines.samples import read_batch, read_sample, split_ids  # noqa: F401
+from g2res.data.layout import INJECTIONS
+from g2res.signal.gate import GATE_TAPER, GATE_WINDOW
 from g2res.signal.matched import (
     complex_snr,
     correlation_kernels,
@@ -72,7 +74,9 @@ class MatchedFilter:
     """Matched filter of ``(batch, 3, n_samples)`` strain against templates.
 
     ``psd`` (3, f) strain^2/Hz on the rfft grid of ``n_samples`` at ``sample_rate`` Hz;
-    ``fmin``/``fmax`` Hz bound the inner products; ``upsample`` refines the lag grid.
+    ``fmin``/``fmax`` Hz bound the inner products; ``upsample`` refines the lag grid;
+    ``gate`` (sigmas; None: off) autogates the whitened data first
+    (:mod:`g2res.baselines.gating`, half-width ``gate_window`` s, tapers ``gate_taper`` s).
     """
 
     def __init__(
@@ -86,6 +90,9 @@ class MatchedFilter:
         windows: dict[str, float] | None = None,
         upsample: int = 1,
         device: str | torch.device = "cpu",
+        gate: float | None = None,
+        gate_window: float = GATE_WINDOW,
+        gate_taper: float = GATE_TAPER,
     ):
         from g2res.signal.windows import window_array
 
@@ -103,14 +110,26 @@ class MatchedFilter:
         windows = WINDOWS if windows is None else windows
         self.pool = [int(np.ceil(windows[d] * rate)) for d in DETECTORS[1:]]
         self.device = torch.device(device)
+        if gate is not None and not (gate > 0 and gate_window >= 0 and gate_taper >= 0):
+            raise ValueError(f"gate {gate} sigmas, window {gate_window} s, taper {gate_taper} "
+                             "s: need a positive threshold and lengths >= 0")  # fmt: skip
+        self.gate = (gate, gate_window, gate_taper) if gate is not None else None
+        self.gated_fraction: np.ndarray | None = None  # (batch, 3) of the last data_spectra
 
     def data_spectra(self, x: np.ndarray) -> torch.Tensor:
         """Tapered, whitened spectra (batch, 3, f) complex64, scaled so that noise has
-        E|.|^2 = 2 per frequency in the band (``x`` (batch, 3, n) strain)."""
+        E|.|^2 = 2 per frequency in the band (``x`` (batch, 3, n) strain); gated when
+        ``gate`` is set (``gated_fraction`` (batch, 3) then holds the gated shares)."""
         spec = np.fft.rfft(np.asarray(x, dtype=np.float64) * self.taper, axis=-1)
         # rfft / fs approximates the Fourier transform; times sqrt(4 df) / sqrt(S).
-        scale = np.sqrt(4.0 / (self.sample_rate * self.n_samples))
-        return torch.as_tensor(spec * self.weight * scale, dtype=torch.complex64).to(self.device)
+        spec = spec * self.weight * np.sqrt(4.0 / (self.sample_rate * self.n_samples))
+        if self.gate is not None:
+            from g2res.baselines.gating import gate_spectra
+
+            spec, self.gated_fraction = gate_spectra(
+                spec, self.n_samples, self.sample_rate, *self.gate, band=self.weight != 0
+            )
+        return torch.as_tensor(spec, dtype=torch.complex64).to(self.device)
 
     def template_spectra(self, h: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Unit-norm whitened spectra of templates and their optimal SNRs sigma.
@@ -204,6 +223,8 @@ class MatchedFilter:
         }
         for j, det in enumerate(DETECTORS):
             out[f"snr_{det}"] = dets[:, j].clamp(min=0).sqrt().cpu().numpy().astype(np.float64)
+            if self.gate is not None:
+                out[f"gated_{det}"] = self.gated_fraction[:, j]
         if veto is not None:  # --- chi-squared veto
             out["newsnr"] = rank.clamp(min=0).sqrt().cpu().numpy()
             for key, j, det in ((key, j, det) for key in veto for j, det in enumerate(DETECTORS)):
@@ -244,40 +265,6 @@ class MatchedFilter:
         return best, index, lag, dets, veto, rank
 
     # --- end chi-squared veto
-
-
-# ---------------------------------------------------------------------------- data
-def split_ids(data_dir: str | os.PathLike, split: str) -> list[str]:
-    """Ids of ``split`` (train: training_labels.csv; test: sample_submission.csv)."""
-    name = {"train": TRAIN_LABELS, "test": SAMPLE_SUBMISSION}.get(split)
-    if name is None:
-        raise ValueError(f"unknown split {split!r}: use train or test")
-    path = Path(data_dir) / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; is {data_dir} a G2Net-layout data set?")
-    frame = pd.read_csv(path, dtype={"id": str})
-    if "id" not in frame.columns:
-        raise ValueError(f"{path} has no 'id' column")
-    return frame["id"].tolist()
-
-
-def read_sample(path: Path) -> np.ndarray:
-    """One raw sample (3, 4096) float64, with errors naming the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"sample file {path} does not exist")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"sample file {path} cannot be read: {exc}") from None
-    if x.shape != (len(DETECTORS), N_SAMPLES):
-        raise ValueError(f"sample file {path} has shape {x.shape}, expected (3, {N_SAMPLES})")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"sample file {path} contains NaN or infinite values")
-    return np.asarray(x, dtype=np.float64)
-
-
-def read_batch(data_dir, split: str, ids: list[str], pool: ThreadPoolExecutor) -> np.ndarray:
-    return np.stack(list(pool.map(lambda i: read_sample(sample_path(data_dir, split, i)), ids)))
 
 
 # ---------------------------------------------------------------------------- oracle
@@ -372,6 +359,9 @@ def matched_filter(
     force: bool = False,
     progress: bool = True,
     chisq_bins: int = 0,
+    gate: float | None = None,
+    gate_window: float = GATE_WINDOW,
+    gate_taper: float = GATE_TAPER,
 ) -> pd.DataFrame:
     """``g2res baseline matched-filter``: filter every sample of ``split`` and write
 
@@ -382,7 +372,9 @@ def matched_filter(
     The bank is loaded from ``bank`` (a ``.npz`` from ``save_bank``) or placed for
     ``psd``. With ``chisq_bins`` p > 0 the chi-squared veto re-weights the SNRs and the
     submission ranks the network re-weighted SNR (companion columns ``newsnr``,
-    ``chisq_r_<det>``, ``newsnr_<det>``). Returns the companion table.
+    ``chisq_r_<det>``, ``newsnr_<det>``). With ``gate`` (sigmas) the whitened data are
+    autogated first (:mod:`g2res.baselines.gating`; companion columns ``gated_<det>``, the
+    gated share of each detector). Returns the companion table.
     """
     from tqdm.auto import tqdm
 
@@ -398,7 +390,8 @@ def matched_filter(
     ids = split_ids(data_dir, split)
     dev = resolve_device(device)
     filt_psd = load_filter_psd(psd)
-    mf = MatchedFilter(filt_psd, taper_alpha=taper_alpha, device=dev)
+    mf = MatchedFilter(filt_psd, taper_alpha=taper_alpha, device=dev, gate=gate,
+                       gate_window=gate_window, gate_taper=gate_taper)  # fmt: skip
 
     the_oracle = Oracle(data_dir, seed) if oracle else None
     templates = kernels = None

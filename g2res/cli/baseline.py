@@ -25,7 +25,10 @@ def add_parser(sub) -> None:
             "best templates). The bank is placed stochastically for the PSD given.\n"
             "--chisq adds the Allen chi-squared veto (p bins of equal template power, as\n"
             "PyCBC): each detector's SNR at the peak is re-weighted to PyCBC's newSNR and\n"
-            "OUT ranks the network re-weighted SNR sqrt(sum_det newSNR^2)."
+            "OUT ranks the network re-weighted SNR sqrt(sum_det newSNR^2).\n"
+            "--gate S autogates the whitened data first (as PyCBC's autogating and the\n"
+            "model's model.gate): excursions beyond S robust sigmas are zeroed over\n"
+            "+/- --gate-window s with Hann tapers of --gate-taper s."
         ),
     )
     m.add_argument("data_dir", metavar="DATA_DIR", help="data set in the G2Net layout")
@@ -66,6 +69,15 @@ def add_parser(sub) -> None:
         "--chisq-bins", type=int, default=16, metavar="P",
         help="frequency bins of the veto (2P-2 degrees of freedom)",
     )  # fmt: skip
+    m.add_argument(
+        "--gate", type=float, default=None, metavar="THRESHOLD",
+        help="autogate the whitened data at THRESHOLD robust sigmas (7 is g2res's default; "
+        "adds gated_<det> to the .raw.csv)",
+    )  # fmt: skip
+    m.add_argument(
+        "--gate-window", type=float, default=0.1, metavar="S", help="s, half-width of a gate"
+    )
+    m.add_argument("--gate-taper", type=float, default=0.05, metavar="S", help="s, gate tapers")
     m.add_argument("--batch-size", type=int, default=8, help="samples per batch")
     m.add_argument("--template-batch", type=int, default=64, help="templates per batch")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -97,5 +109,8 @@ def run(args) -> int:
         force=args.force,
         progress=not args.quiet,
         chisq_bins=args.chisq_bins if args.chisq else 0,
+        gate=args.gate,
+        gate_window=args.gate_window,
+        gate_taper=args.gate_taper,
     )
     return 0

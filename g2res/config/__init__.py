@@ -100,6 +100,22 @@ class BankConfig:
 
 
 @dataclass
+class GateConfig:
+    """Autogating of the model's input (``g2res.signal.gate``), before the front-end.
+
+    Applied inside the model, so cached data, ``augment.glitch`` glitches and on-the-fly
+    injections are gated alike in training and in ``g2res submit`` (the checkpoint's recipe
+    carries it). ``threshold: null`` leaves the input as it is; 7 is the measured default
+    of ``g2res.signal.gate`` (no gate on 1,000 noise and 500 BBH samples of SNR <= 16, every
+    blip of SNR 20-50 gated).
+    """
+
+    threshold: float | None = None  # robust sigmas of whitened noise; None: no gating
+    window: float = 0.1  # s, half-width zeroed around each excursion
+    taper: float = 0.05  # s, Hann ramp on each side of a gate
+
+
+@dataclass
 class ModelConfig:
     """Front-end -> backbone -> head. Each is ``{name: ..., **kwargs}``."""
 
@@ -109,6 +125,7 @@ class ModelConfig:
     pretrained: str | None = None  # local weights file for the backbone
     freeze: str | int | None = None  # "backbone" or number of leading stages to freeze
     bank: BankConfig = field(default_factory=BankConfig)  # the bank front-end's templates
+    gate: GateConfig = field(default_factory=GateConfig)  # autogating of the input
 
 
 @dataclass

@@ -10,6 +10,7 @@ from torch import nn
 from g2res.config import Config, ModelConfig
 from g2res.models.heads import create_head
 from g2res.models.registry import create_model
+from g2res.signal.gate import Gate
 from g2res.transforms.frontends import create_frontend
 
 __all__ = ["Classifier", "build_model", "task_model_config"]
@@ -35,7 +36,8 @@ def _no_decay(name: str, p: nn.Parameter) -> bool:
 class Classifier(nn.Module):
     """Whitened strain ``(batch, 3, time)`` -> logits ``(batch, 1)``.
 
-    Attributes: ``frontend``, ``backbone``, ``head``, ``is_2d`` (image backbone).
+    Attributes: ``gate`` (optional :class:`g2res.signal.gate.Gate`, the input's first
+    step; no weights), ``frontend``, ``backbone``, ``head``, ``is_2d`` (image backbone).
     ``freeze(spec)`` fixes parameters and keeps the frozen BatchNorms in eval mode
     (also after ``train()``); ``param_groups`` builds AdamW groups.
     """
@@ -47,6 +49,7 @@ class Classifier(nn.Module):
         head: nn.Module,
         frontend_name: str = "?",
         backbone_name: str = "?",
+        gate: nn.Module | None = None,
     ):
         super().__init__()
         f2d, b2d = bool(getattr(frontend, "is_2d", False)), bool(getattr(backbone, "is_2d", True))
@@ -63,6 +66,7 @@ class Classifier(nn.Module):
                 f"front-end {frontend_name!r} gives {f_out} channels but backbone "
                 f"{backbone_name!r} takes in_chans={b_in}"
             )
+        self.gate = gate
         self.frontend = frontend
         self.backbone = backbone
         self.head = head
@@ -71,6 +75,8 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, chan, time)`` float32 whitened strain -> ``(batch, 1)`` logits."""
+        if self.gate is not None:
+            x = self.gate(x)
         return self.head(self.backbone(self.frontend(x)))
 
     def _frozen_modules(self) -> list[nn.Module]:
@@ -138,7 +144,8 @@ def build_model(
     """Build the :class:`Classifier` a recipe's ``model`` section describes.
 
     ``in_chans`` of the backbone defaults to the front-end's output channels;
-    ``cfg.pretrained`` (a local file) loads backbone weights; ``cfg.freeze`` is applied.
+    ``cfg.pretrained`` (a local file) loads backbone weights; ``cfg.freeze`` is applied;
+    ``cfg.gate.threshold`` set puts a :class:`~g2res.signal.gate.Gate` before the front-end.
     """
     cfg = cfg if cfg is not None else ModelConfig()
     f_name, f_kwargs = _spec(cfg.frontend, "frontend")
@@ -150,7 +157,12 @@ def build_model(
         b_kwargs["pretrained"] = cfg.pretrained
     backbone = create_model(b_name, **b_kwargs)
     head = create_head(h_name, backbone.num_features, **h_kwargs)
-    model = Classifier(frontend, backbone, head, frontend_name=f_name, backbone_name=b_name)
+    gate = None
+    if cfg.gate.threshold is not None:
+        gate = Gate(cfg.gate.threshold, cfg.gate.window, cfg.gate.taper, sample_rate=sample_rate)
+    model = Classifier(
+        frontend, backbone, head, frontend_name=f_name, backbone_name=b_name, gate=gate
+    )
     if cfg.freeze is not None:
         model.freeze(cfg.freeze)
     return model

@@ -7,6 +7,7 @@ any device and chain with ``nn.Sequential``. Numpy/scipy references live in
 """
 
 from g2res.signal.filters import Bandpass, bandpass, butterworth_response, highpass, lowpass
+from g2res.signal.gate import Gate, gate
 from g2res.signal.psd import PSDFileError, Welch, asd, load_psd, median_bias, welch
 from g2res.signal.whiten import (
     Conditioner,
@@ -22,12 +23,14 @@ from g2res.signal.windows import get_window, window_array
 __all__ = [
     "Bandpass",
     "Conditioner",
+    "Gate",
     "PSDFileError",
     "Welch",
     "Whiten",
     "WhitenBandpass",
     "asd",
     "bandpass",
+    "gate",
     "butterworth_response",
     "get_window",
     "highpass",

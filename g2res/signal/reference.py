@@ -86,3 +86,23 @@ def coloured_noise(rng: np.random.Generator, psd_fn, shape, sample_rate) -> np.n
     f = np.fft.rfftfreq(2 * n, 1.0 / sample_rate)
     amp = np.sqrt(np.asarray(psd_fn(f), dtype=np.float64) * sample_rate / 2.0)
     return np.fft.irfft(np.fft.rfft(white) * amp, n=2 * n)[..., :n]
+
+
+def gate_reference(x, threshold, window, taper, sample_rate):
+    """:func:`g2res.signal.gate.gate` of one series ``x`` (time,) in plain numpy: the
+    distance of every sample to every excursion, the Hann ramps written out."""
+    x = np.asarray(x, dtype=np.float64)
+    med = np.median(x)
+    sigma = 1.4826 * np.median(np.abs(x - med))
+    hits = np.flatnonzero(np.abs(x - med) > threshold * sigma) if sigma > 0 else []
+    weight = np.ones_like(x)
+    t = np.arange(x.size)
+    w, tp = window * sample_rate, taper * sample_rate
+    for k in hits:
+        d = np.abs(t - k).astype(np.float64)
+        g = np.ones_like(x)
+        g[d <= w] = 0.0
+        ramp = (d > w) & (d < w + tp)
+        g[ramp] = 0.5 - 0.5 * np.cos(np.pi * (d[ramp] - w) / tp)
+        weight = np.minimum(weight, g)
+    return x * weight, 1.0 - weight.mean()
