@@ -95,7 +95,7 @@ def submit(
     found = [find_run(r) for r in runs]
     recipe = found[0].config() if found[0].config_path.is_file() else None
     names = _run_names([r.path for r in found])
-    run_tta = _tta_per_run(found, names, tta, log)
+    run_tta = _tta_per_run(found, tta, log)
     for t in run_tta:
         tta_transforms(t)  # unknown names fail now, not after loading models
     if weights is not None:
@@ -183,13 +183,13 @@ def submit(
     return summary
 
 
-def _tta_per_run(found, names, tta, log) -> list[list[str] | None]:
+def _tta_per_run(found, tta, log) -> list[list[str] | None]:
     """The test-time transforms of each run: ``tta`` for all when given, else each run's
     own recipe's ``submit.tta`` (a bank front-end and a CQT model want different ones)."""
     if tta is not None:
         return [list(tta)] * len(found)
     out = []
-    for run, name in zip(found, names):
+    for run in found:
         recipe = run.config() if run.config_path.is_file() else None
         t = list(recipe.submit.tta) if recipe is not None and recipe.submit.tta else None
         if t:

@@ -244,7 +244,7 @@ def test_each_run_keeps_its_own_recipe_tta(two_runs, fake_cache, tmp_path):
     both = submit(two_runs, fake_cache["cache"], tmp_path / "ab.csv", **kw)
     assert both["tta"] is None
     assert both["tta_per_run"] == {"a": ["identity", "swap_h1l1"], "b": ["identity"]}
-    only_a = submit([a], fake_cache["cache"], tmp_path / "a.csv", tta=["swap_h1l1"], **kw)
+    submit([a], fake_cache["cache"], tmp_path / "a.csv", tta=["swap_h1l1"], **kw)
     only_b = submit([b], fake_cache["cache"], tmp_path / "b.csv", tta=[], **kw)
     swapped_b = submit([b], fake_cache["cache"], tmp_path / "b2.csv", tta=["swap_h1l1"], **kw)
     assert only_b["tta"] == ["identity"]
