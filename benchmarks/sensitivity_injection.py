@@ -99,6 +99,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--bank", default=None, help="template bank .npz to reuse")
     p.add_argument("--no-bank", action="store_true", help="leave the template bank row out")
+    p.add_argument(
+        "--no-plain",
+        action="store_true",
+        help="leave out the plain recipe from random weights (the reference of issue 10)",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", default=str(RESULTS / "sensitivity_injection.json"))
@@ -159,11 +164,11 @@ def main(argv=None) -> dict:
         {"injection.mode": "off", "train.init_from": str(pre_dir / "best.pt"), "name": "ft"}
     )
     n = cfg.cv.folds
-    subs = {
-        f"plain {cfg.name} ({n} folds)": train_and_submit(
+    subs = {}
+    if not args.no_plain:
+        subs[f"plain {cfg.name} ({n} folds)"] = train_and_submit(
             plain, plain_dir, work / f"{plain_dir.name}.csv", timer, "plain"
         )
-    }
     if not (pre_dir / "metrics.json").is_file():
         timer("pretrain", lambda: pretrain(pre, pre_dir, resume=True))
     tta = f", TTA {'+'.join(cfg.submit.tta)}" if cfg.submit.tta else ""
@@ -195,7 +200,7 @@ def main(argv=None) -> dict:
         "pretrain_steps": args.pretrain_steps,
         "curriculum_fraction": args.curriculum_fraction,
         "pretrain": json.loads((pre_dir / "metrics.json").read_text()),
-        "runs": [str(plain_dir), str(pre_dir), str(ft_dir)],
+        "runs": [*([] if args.no_plain else [str(plain_dir)]), str(pre_dir), str(ft_dir)],
         **st.result_fields(table, verdict, timer),
     }
     write_json(args.out, result)
