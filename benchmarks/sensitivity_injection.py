@@ -36,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _sensitivity_table as st  # noqa: E402
+import _stacking  # noqa: E402
 from sensitivity import (  # noqa: E402
     add_test_size_args,
     baselines,
@@ -99,6 +100,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--bank", default=None, help="template bank .npz to reuse")
     p.add_argument("--no-bank", action="store_true", help="leave the template bank row out")
+    p.add_argument(
+        "--no-plain",
+        action="store_true",
+        help="leave out the plain recipe from random weights (the reference of issue 10)",
+    )
+    _stacking.add_stack_args(p)
+    p.add_argument(
+        "--goal-ratio",
+        type=float,
+        default=st.GOAL_RATIO,
+        help="AUC over the oracle's the best g2res row must reach (issue 17: 0.99)",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", default=str(RESULTS / "sensitivity_injection.json"))
@@ -159,22 +172,35 @@ def main(argv=None) -> dict:
         {"injection.mode": "off", "train.init_from": str(pre_dir / "best.pt"), "name": "ft"}
     )
     n = cfg.cv.folds
-    subs = {
-        f"plain {cfg.name} ({n} folds)": train_and_submit(
+    subs = {}
+    if not args.no_plain:
+        subs[f"plain {cfg.name} ({n} folds)"] = train_and_submit(
             plain, plain_dir, work / f"{plain_dir.name}.csv", timer, "plain"
         )
-    }
     if not (pre_dir / "metrics.json").is_file():
         timer("pretrain", lambda: pretrain(pre, pre_dir, resume=True))
     tta = f", TTA {'+'.join(cfg.submit.tta)}" if cfg.submit.tta else ""
     label = f"injection-pretrained + fine-tuned ({n} folds{tta})"
     subs[label] = train_and_submit(ft, ft_dir, work / f"{ft_dir.name}.csv", timer, "fine-tune")
     subs.update(baselines(data, cache, work, args.seed, timer, args.bank, not args.no_bank))
+    run_dirs = [*([] if args.no_plain else [plain_dir]), pre_dir, ft_dir]
+    if args.stack:
+        split = [f"cv.folds={args.folds}", f"seed={args.seed}"]
+        stacked, fe_runs = _stacking.stack_rows(
+            args, cfg, split, {"ResNet-1D": ft_dir}, work, timer
+        )
+        subs.update(stacked)
+        run_dirs += fe_runs.values()
 
     table = [st.score(name, csv, data) for name, csv in subs.items()]
     order = {"oracle": 0, "template bank": 1}
     table.sort(key=lambda r: order.get(r["method"], 2))
-    verdict = report(table, label, subs=subs, data=data)
+    best = _stacking.best_g2res(table) if args.stack else label
+    verdict = report(table, best, subs=subs, data=data, goal_ratio=args.goal_ratio)
+    if args.stack and not args.no_bank:
+        verdict["all_vs_bank"] = _stacking.paired_summary(subs, data)
+        print("\nevery g2res row against the template bank (95% paired bootstrap intervals):")
+        print(_stacking.format_summary(verdict["all_vs_bank"]))
     print(f"\nsteps (wall s): {timer.wall}\nsteps (CPU s):  {timer.cpu}")
     manifest = json.loads((pool / "manifest.json").read_text())
     result = {
@@ -195,7 +221,8 @@ def main(argv=None) -> dict:
         "pretrain_steps": args.pretrain_steps,
         "curriculum_fraction": args.curriculum_fraction,
         "pretrain": json.loads((pre_dir / "metrics.json").read_text()),
-        "runs": [str(plain_dir), str(pre_dir), str(ft_dir)],
+        "runs": [str(d) for d in run_dirs],
+        "submissions": {k: str(v) for k, v in subs.items()},
         **st.result_fields(table, verdict, timer),
     }
     write_json(args.out, result)

@@ -131,14 +131,24 @@ class MatchedFilter:
             )
         return torch.as_tensor(spec, dtype=torch.complex64).to(self.device)
 
-    def template_spectra(self, h: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    def template_spectra(
+        self, h: np.ndarray, per_detector: bool | None = None
+    ) -> tuple[torch.Tensor, np.ndarray]:
         """Unit-norm whitened spectra of templates and their optimal SNRs sigma.
 
-        ``h`` (..., n) for one waveform seen by every detector, or (..., 3, n) per
-        detector. Returns complex64 (..., 3, f) and sigma (..., 3) (for h in strain).
+        ``h`` (..., n) for one waveform seen by every detector (``per_detector`` False),
+        or (..., 3, n) per detector (True). None: per detector when the last but one axis
+        has 3 entries, so a bank of exactly 3 templates (3, n) must say False.
+        Returns complex64 (..., 3, f) and sigma (..., 3) (for h in strain).
         """
         h = np.asarray(h, dtype=np.float64)
-        if h.ndim == 1 or h.shape[-2] != len(DETECTORS):
+        if per_detector is None:
+            per_detector = h.ndim > 1 and h.shape[-2] == len(DETECTORS)
+        if per_detector and (h.ndim < 2 or h.shape[-2] != len(DETECTORS)):
+            raise ValueError(
+                f"per-detector templates need shape (..., {len(DETECTORS)}, n), got {h.shape}"
+            )
+        if not per_detector:
             h = h[..., None, :]
         spec = np.fft.rfft(h, axis=-1) * self.weight
         norm2 = np.sum(np.abs(spec) ** 2, axis=-1)
@@ -405,7 +415,7 @@ def matched_filter(
             )  # fmt: skip
         if save_bank is not None:
             bank.save(save_bank)
-        templates, _ = mf.template_spectra(bank.waveforms())
+        templates, _ = mf.template_spectra(bank.waveforms(), per_detector=False)
         kernels = mf.kernels(templates)  # once per bank
 
     rows: list[pd.DataFrame] = []
@@ -416,7 +426,8 @@ def matched_filter(
             x = read_batch(data_dir, split, batch, pool)
             if the_oracle is not None:
                 chosen = [the_oracle.template_id(i) for i in batch]
-                u, _ = mf.template_spectra(np.stack([the_oracle.signal(c) for c in chosen]))
+                signals = np.stack([the_oracle.signal(c) for c in chosen])
+                u, _ = mf.template_spectra(signals, per_detector=True)
                 res = mf.filter(x, u[:, None], template_batch, chisq_bins)
                 extra = {"template_id": chosen}
             else:

@@ -40,8 +40,8 @@ def add_parser(sub) -> None:
         default=None,
         metavar="NAME",
         help="test-time augmentations averaged with the identity: swap_h1l1, sign_flip, "
-        "permute_detectors (all six detector orders); default: the first RUN's recipe "
-        "(submit.tta); --tta alone: none",
+        "permute_detectors (all six detector orders), for every RUN; default: each RUN's "
+        "own recipe (submit.tta); --tta alone: none",
     )
     p.add_argument(
         "--blend",

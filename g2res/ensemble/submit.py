@@ -66,7 +66,7 @@ def submit(
     """Predict the cache's test split with every run and write the blended submission.
 
     Each run contributes the mean probability of its fold models (each averaged
-    over the identity and the ``tta`` transforms; None: the first run's recipe's
+    over the identity and the ``tta`` transforms; None: each run's own recipe's
     ``submit.tta``, ``[]``: none). Runs are combined by ``method``
     (``mean`` or ``rank``) with ``weights`` (default equal), or with weights fitted
     on the runs' OOF predictions when ``fit_weights``, or by a stacker when ``stack``
@@ -77,7 +77,8 @@ def submit(
     ``cache`` None: the cache
     named in the first run's ``config.yaml``. Every check (output file,
     ids, OOF alignment) runs before the slow prediction. Returns a summary dict:
-    ``out``, ``runs``, ``weights``, ``oof`` (per-run and blend OOF AUC when every
+    ``out``, ``runs``, ``tta`` (the transforms, None when the runs used different
+    ones), ``tta_per_run``, ``weights``, ``oof`` (per-run and blend OOF AUC when every
     run has ``oof.csv``), ``stack`` (the stacker's inputs and cross-validated
     metrics, or None), ``n_test``, ``n_filled``.
     """
@@ -93,11 +94,10 @@ def submit(
         raise ValueError("give either weights or fit_weights, not both")
     found = [find_run(r) for r in runs]
     recipe = found[0].config() if found[0].config_path.is_file() else None
-    if tta is None and recipe is not None and recipe.submit.tta:
-        tta = list(recipe.submit.tta)
-        log(f"TTA from the recipe of {found[0].path} (submit.tta): {', '.join(tta)}")
-    tta_transforms(tta)  # unknown names fail now, not after loading models
     names = _run_names([r.path for r in found])
+    run_tta = _tta_per_run(found, tta, log)
+    for t in run_tta:
+        tta_transforms(t)  # unknown names fail now, not after loading models
     if weights is not None:
         weights = blending._check_weights(weights, len(found))
 
@@ -146,10 +146,10 @@ def submit(
 
     device = resolve_device(device)
     preds = []
-    for run in found:
+    for run, t in zip(found, run_tta):
         log(f"predicting {len(ids)} test samples with {run.name} ({len(run.checkpoints)} folds)")
         preds.append(
-            predict_run(run, array, tta, batch_size, device, progress, load_model=load_model)
+            predict_run(run, array, t, batch_size, device, progress, load_model=load_model)
         )
     if stacker is not None:
         final = stacker.predict(np.stack(preds, axis=1))
@@ -160,12 +160,14 @@ def submit(
     if stacker is not None:
         stacker.save(stack_out, force=force)
         log(f"wrote {stack_out} (the fitted {stack} stacker)")
+    per_run_tta = [[name for name, _ in tta_transforms(t)] for t in run_tta]
     w = blending._check_weights(np.ones(len(found)) if weights is None else weights, len(found))
     summary = {
         "out": str(out),
         "runs": dict(zip(names, [str(r.path) for r in found])),
         "method": method if stacker is None else f"stack:{stack}",
-        "tta": [name for name, _ in tta_transforms(tta)],
+        "tta": per_run_tta[0] if all(t == per_run_tta[0] for t in per_run_tta) else None,
+        "tta_per_run": dict(zip(names, per_run_tta)),
         "weights": dict(zip(names, w.tolist())) if stacker is None else None,
         "oof": oof,
         "stack": None if stacker is None else {"path": str(stack_out), **stacker.to_json()},
@@ -179,3 +181,18 @@ def submit(
         log(f"OOF AUC of the {what} blend: {oof['blend']:.4f}" + (" (in-sample)" * fit_weights))
     log(f"wrote {out} ({len(df)} rows)")
     return summary
+
+
+def _tta_per_run(found, tta, log) -> list[list[str] | None]:
+    """The test-time transforms of each run: ``tta`` for all when given, else each run's
+    own recipe's ``submit.tta`` (a bank front-end and a CQT model want different ones)."""
+    if tta is not None:
+        return [list(tta)] * len(found)
+    out = []
+    for run in found:
+        recipe = run.config() if run.config_path.is_file() else None
+        t = list(recipe.submit.tta) if recipe is not None and recipe.submit.tta else None
+        if t:
+            log(f"TTA from the recipe of {run.path} (submit.tta): {', '.join(t)}")
+        out.append(t)
+    return out

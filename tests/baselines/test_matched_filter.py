@@ -153,3 +153,24 @@ def test_oracle_regenerates_injections_and_is_near_perfect(tiny_dataset, tmp_pat
     assert roc_auc_score(y, sub["target"]) > 0.95
     raw = pd.read_csv(companion_path(out), dtype={"id": str})
     assert roc_auc_score(y, raw["snr"]) == pytest.approx(roc_auc_score(y, sub["target"]))
+
+
+def test_a_bank_of_three_templates_is_not_read_as_one_per_detector(injection, rng):
+    """(3, n) is ambiguous: three templates or one per detector. A bank says which, and
+    three templates give the first three of a four-template bank's per-template SNRs."""
+    psd, p, signal, _ = injection
+    x = ColoredNoise(design_psd)(rng, batch=2) + signal
+    mf = MatchedFilter(psd, taper_alpha=0.1)
+    masses = [(p.mass1, p.mass2), (30.0, 20.0), (12.0, 9.0), (45.0, 40.0)]
+    waves = np.stack([template_waveform(m1, m2) for m1, m2 in masses])
+    u3, sigma3 = mf.template_spectra(waves[:3], per_detector=False)
+    u4, _ = mf.template_spectra(waves, per_detector=False)
+    assert u3.shape[:2] == (3, 3) and sigma3.shape == (3, 3)
+    d = mf.data_spectra(x)
+    z3, z4 = mf.snr_series(d, u3), mf.snr_series(d, u4)
+    np.testing.assert_allclose(z3.abs().numpy(), z4[:, :3].abs().numpy(), rtol=1e-5, atol=1e-5)
+    # Inferred from the shape, (3, n) would be one template per detector: a different filter.
+    u_guess, _ = mf.template_spectra(waves[:3])
+    assert u_guess.shape[0] == len(waves[:3]) and u_guess.ndim == 2
+    with pytest.raises(ValueError, match="per-detector templates need shape"):
+        mf.template_spectra(waves[0], per_detector=True)

@@ -224,9 +224,36 @@ def test_submit_command_line_takes_tta_from_the_recipe(
     argv = [*base, "--out", str(tmp_path / "a.csv"), "--json", str(tmp_path / "a.json")]
     assert cli.main(argv) == 0
     assert "TTA from the recipe" in capsys.readouterr().out
-    tta = json.loads((tmp_path / "a.json").read_text())["tta"]
+    per_run = json.loads((tmp_path / "a.json").read_text())["tta_per_run"]
+    tta = per_run[two_runs[0].name]
     assert tta[:2] == ["identity", "sign_flip"] and len(tta) == 7  # + the 5 other orders
+    assert per_run[two_runs[1].name] == ["identity"]  # its recipe names none
     # --tta alone: the identity only, whatever the recipe says.
     argv = [*base, "--out", str(tmp_path / "b.csv"), "--json", str(tmp_path / "b.json"), "--tta"]
     assert cli.main([*argv, "-q"]) == 0
     assert json.loads((tmp_path / "b.json").read_text())["tta"] == ["identity"]
+
+
+def test_each_run_keeps_its_own_recipe_tta(two_runs, fake_cache, tmp_path):
+    """Without --tta every run is averaged over its own recipe's transforms: a model whose
+    detectors may not be swapped (a per-detector bank front-end) stays unswapped when it
+    is blended with one that swaps."""
+    a, b = two_runs
+    (a / "config.yaml").write_text("submit:\n  tta: [swap_h1l1]\n")
+    kw = dict(load_model=load_fake, device="cpu", progress=False, log=None)
+    both = submit(two_runs, fake_cache["cache"], tmp_path / "ab.csv", **kw)
+    assert both["tta"] is None
+    assert both["tta_per_run"] == {"a": ["identity", "swap_h1l1"], "b": ["identity"]}
+    submit([a], fake_cache["cache"], tmp_path / "a.csv", tta=["swap_h1l1"], **kw)
+    only_b = submit([b], fake_cache["cache"], tmp_path / "b.csv", tta=[], **kw)
+    swapped_b = submit([b], fake_cache["cache"], tmp_path / "b2.csv", tta=["swap_h1l1"], **kw)
+    assert only_b["tta"] == ["identity"]
+
+    def read(name):
+        return pd.read_csv(tmp_path / name).set_index("id")["target"]
+
+    expected = (read("a.csv") + read("b.csv")) / 2
+    np.testing.assert_allclose(read("ab.csv").loc[expected.index], expected, rtol=1e-6)
+    # Run b listens to L1 and V1: swapping H1/L1 changes its output, so the check bites.
+    assert np.abs(read("b2.csv") - read("b.csv")).max() > 1e-3
+    assert swapped_b["tta_per_run"] == {"b": ["identity", "swap_h1l1"]}

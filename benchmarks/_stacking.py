@@ -1,0 +1,161 @@
+"""The stacking rows of the sensitivity benchmarks (issue 17): a bank front-end run on the
+same folds, the template bank's statistic on the train split, and logistic stacks of the
+runs with that statistic, each scored next to the others in one table.
+
+Used by ``benchmarks/sensitivity_injection.py --stack``; every step is reused when its
+output exists in WORKDIR.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import _sensitivity_table as st
+from sensitivity import run_name, train_and_submit
+
+ROOT = Path(__file__).resolve().parents[1]
+FRONTEND_RECIPE = ROOT / "pipelines" / "bank-resnet1d.yaml"
+# bank-resnet1d cut for 2 CPU cores (85 s for 2 folds of 2,000 samples in its first run).
+FRONTEND_CPU = [
+    "model.backbone.base_width=16",
+    "train.epochs=4",
+    "train.ema=null",
+    "train.patience=null",
+]
+
+
+def add_stack_args(p) -> None:
+    """--stack, --frontend-recipe, --frontend-override of the stacking rows."""
+    p.add_argument(
+        "--stack",
+        action="store_true",
+        help="also train the bank front-end recipe on the same folds, filter the train split "
+        "with the template bank, and add logistic stacks of the runs with the bank SNR",
+    )
+    p.add_argument("--frontend-recipe", default=str(FRONTEND_RECIPE))
+    p.add_argument(
+        "--frontend-override",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="override of the front-end recipe (repeatable; default: "
+        + " ".join(FRONTEND_CPU)
+        + ")",
+    )
+
+
+def bank_on_train(data: Path, cache: Path, work: Path, bank: Path, seed: int, timer) -> Path:
+    """The template bank's raw statistics (network SNR) on the train split, for the stacker:
+    WORKDIR/train_bank.raw.csv."""
+    from g2res.baselines.matched_filter import companion_path, matched_filter
+
+    out = work / "train_bank.csv"
+    if not companion_path(out).is_file():
+        timer(
+            "template bank, train split",
+            lambda: matched_filter(
+                data, cache / "psd.npz", out, split="train", bank=bank, seed=seed
+            ),
+        )
+    return companion_path(out)
+
+
+def stack_rows(
+    args, cfg, folds_overrides: list[str], runs: dict[str, Path], work: Path, timer
+) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Train the front-end run and write the stacks -> ({method: submission csv},
+    {method: run dir} of the front-end run).
+
+    ``runs``: {label: run dir} of the runs already trained (stacked with the front-end
+    run and the bank statistic); ``folds_overrides``: the cv.folds and seed overrides, so
+    every run shares one split (stacking cross-validates over it); ``cfg``: the main
+    recipe's config (its cache and data directory).
+    """
+    from g2res.baselines.matched_filter import companion_path
+    from g2res.config import load_config
+    from g2res.ensemble.submit import submit
+
+    data, cache = Path(cfg.data_dir), Path(cfg.cache)
+    bank = Path(args.bank) if args.bank else work / "bank.npz"
+    test_stat = companion_path(work / "template_bank.csv")
+    if not bank.is_file() or not test_stat.is_file():
+        raise SystemExit(f"--stack needs the template bank row ({bank}, {test_stat})")
+    fe_over = [*(args.frontend_override or FRONTEND_CPU), *folds_overrides]
+    fe = load_config(args.frontend_recipe, fe_over)
+    fe = fe.replace({"cache": str(cache), "data_dir": str(data)})
+    fe_dir = work / "runs" / run_name(fe.name, fe_over)
+    fe_label = f"bank front-end {fe.name} ({fe.cv.folds} folds)"
+    subs = {fe_label: train_and_submit(fe, fe_dir, work / f"{fe_dir.name}.csv", timer, fe.name)}
+    train_stat = bank_on_train(data, cache, work, bank, args.seed, timer)
+
+    stats = {"stat_train": {"bank": train_stat}, "stat_test": {"bank": test_stat}}
+    groups = {f"stack: {label} + bank SNR": [d] for label, d in runs.items()}
+    groups[f"stack: {fe_label} + bank SNR"] = [fe_dir]
+    both = " + ".join([*runs, "front-end"])
+    groups[f"stack: {both} + bank SNR"] = [*runs.values(), fe_dir]
+    for label, dirs in groups.items():
+        csv = work / (run_name("stack", [str(d) for d in dirs]) + ".csv")
+        if not csv.is_file():
+            timer(
+                label,
+                lambda csv=csv, dirs=dirs: submit(
+                    dirs, cache, csv, stack="logistic", seed=args.seed, **stats
+                ),
+            )
+        subs[label] = csv
+    return subs, {fe_label: fe_dir}
+
+
+def best_g2res(table: list[dict], baselines=("oracle", "template bank")) -> str:
+    """The method of the highest-AUC row that is not a baseline."""
+    rows = [r for r in table if r["method"] not in baselines]
+    return max(rows, key=lambda r: r["auc"])["method"]
+
+
+def paired_summary(subs: dict, data: Path, baseline: str = "template bank") -> list[dict]:
+    """Every g2res row minus the baseline: AUC overall and efficiency at each FAP overall
+    with their paired intervals, and the bins where the baseline is better beyond the
+    noise (AUC and efficiency at FAP 1e-2)."""
+    out = []
+    for name, csv in subs.items():
+        if name in (baseline, "oracle"):
+            continue
+        auc = st.paired_bins(csv, subs[baseline], data)
+        eff = st.paired_efficiency(csv, subs[baseline], data)
+        row = {"method": name, "auc": auc["overall"]}
+        for fap, rows in eff.items():
+            if "skipped" in rows:  # too few noise samples for this FAP
+                row[f"eff_{fap}"], row[f"bins_worse_eff_{fap}"] = None, []
+                continue
+            row[f"eff_{fap}"] = rows.get("all")
+            row[f"bins_worse_eff_{fap}"] = [
+                k for k, d in rows.items() if k != "all" and d and d.get("verdict") == "worse"
+            ]
+        row["bins_worse_auc"] = [
+            k for k, d in auc.items() if k != "overall" and d["verdict"] == "worse"
+        ]
+        out.append(row)
+    return out
+
+
+def format_summary(rows: list[dict], baseline: str = "template bank") -> str:
+    """One line per g2res row: difference from the baseline with interval and verdict."""
+
+    def cell(d):
+        if not d:
+            return "-"
+        return f"{d['diff']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] {d['verdict']}"
+
+    keys = [k for k in rows[0] if k.startswith("eff_")] if rows else []
+    if not rows:
+        return f"minus {baseline}: no rows"
+    lines = [f"minus {baseline}: AUC | " + " | ".join(f"efficiency {k[4:]}" for k in keys)]
+    for r in rows:
+        bad = set(r["bins_worse_auc"]) | {b for k in keys for b in r[f"bins_worse_{k}"]}
+        worse = [b for b in st.BIN_NAMES if b in bad]
+        lines.append(
+            f"  {r['method']}: {cell(r['auc'])} | "
+            + " | ".join(cell(r[k]) for k in keys)
+            + f" | bins worse: {', '.join(worse) if worse else 'none'}"
+        )
+    return "\n".join(lines)
