@@ -24,7 +24,25 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--out", required=True, metavar="POOL", help="pool directory to write")
     p.add_argument("--n", type=int, default=d.n, help="number of sources")
-    p.add_argument("--approximant", default=d.approximant, help="lalsimulation TD approximant")
+    p.add_argument(
+        "--approximant",
+        nargs="+",
+        default=[d.approximant],
+        metavar="NAME",
+        help="lalsimulation time-domain approximant(s). Several (e.g. IMRPhenomXPHM\n"
+        "IMRPhenomD SEOBNRv4_opt) make a mixed pool: each source uses one of them, drawn\n"
+        "from --seed with --approximant-weights, with in-plane spins only for the\n"
+        "precessing ones; params.csv then has an approximant column. Training on a mix\n"
+        "leans on no single waveform model",
+    )
+    p.add_argument(
+        "--approximant-weights",
+        nargs="+",
+        type=float,
+        default=None,
+        metavar="W",
+        help="relative share of each --approximant, one positive number each; None: equal shares",
+    )
     p.add_argument(
         "--mass-range",
         type=float,
@@ -58,7 +76,10 @@ def run(args) -> int:
 
     cfg = PoolConfig(
         n=args.n,
-        approximant=args.approximant,
+        approximant=args.approximant[0] if len(args.approximant) == 1 else tuple(args.approximant),
+        approximant_weights=None
+        if args.approximant_weights is None
+        else tuple(args.approximant_weights),
         mass_range=tuple(args.mass_range),
         mass_prior=args.mass_prior,
         spin_max=args.spin_max,

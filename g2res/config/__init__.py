@@ -201,6 +201,10 @@ class InjectionConfig:
     mode: str = "off"  # off | pretrain (g2res pretrain) | mix (cv-train mixes in injected batches)
     pool: str | None = None  # waveform pool directory
     noise: str = "cache"  # cache (label-0 training rows) | gaussian (coloured by the cache PSD)
+    # Noise PSD of each injected sample, one entry drawn per sample: cache (the cache's
+    # estimate) | file:PATH (a PSD file as `g2res simulate --psd` reads it).
+    psd_sources: list[str] = field(default_factory=lambda: ["cache"])
+    psd_tilt: float = 0.0  # X: per sample/detector PSD scale in [1-X, 1+X] x tilt (f/100 Hz)^a
     snr: tuple[float, float] = (4.0, 20.0)  # network SNR range (conditioned, whitened norm)
     snr_distribution: str = "uniform"  # uniform | loguniform | volume (p ~ snr^-4)
     curriculum_snr: tuple[float, float] | None = None  # start range, annealed to snr

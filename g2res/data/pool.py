@@ -26,7 +26,13 @@ Layout of the pool directory::
 
     polarizations.npy   (n, 2, n_time) float32: h+ (row 0), hx (row 1), strain
     params.csv          index, masses (Msun), spins, inclination, coa_phase (rad), f_start (Hz)
+                        (and approximant, for a mix)
     manifest.json       format, sample rate, n_time, merger_index, priors, seed, approximant
+                        (a name, or for a mix the list and approximant_weights)
+
+Several approximants (``approximant=("IMRPhenomXPHM", "SEOBNRv4_opt")``, optional
+``approximant_weights``) give each source one of them, drawn from the pool's seed by
+:mod:`g2res.data.approximants`; one approximant writes the same bytes as before mixes.
 
 The grid covers ``pre_merger`` s before the peak and ``post_merger`` s after it;
 the first ``taper`` s are a half-Hann ramp so the cut early inspiral does not ring
@@ -52,14 +58,13 @@ import numpy as np
 import pandas as pd
 
 from g2res import __version__
+from g2res.data.approximants import ApproximantMix, parse_approximants
 from g2res.data.waveforms import (
     F_LOWER,
     MASS_PRIORS,
     REFERENCE_DISTANCE,
     SPIN_MAX,
-    _approximant,
     draw_parameters,
-    is_precessing,
     polarizations,
 )
 from g2res.utils import atomic_open, atomic_path, write_json
@@ -82,7 +87,8 @@ class PoolConfig:
     """Settings of a waveform pool (all recorded in its manifest)."""
 
     n: int = 200_000  # sources
-    approximant: str = "IMRPhenomXPHM"  # lalsimulation time-domain approximant
+    approximant: str | tuple[str, ...] = "IMRPhenomXPHM"  # lalsimulation TD approximant(s)
+    approximant_weights: tuple[float, ...] | None = None  # of a mix; None: equal
     mass_range: tuple[float, float] = (5.0, 100.0)  # Msun, detector-frame component masses
     mass_prior: str = "loguniform"  # or "uniform", for each component mass in mass_range
     spin_max: float = SPIN_MAX  # largest dimensionless spin magnitude
@@ -121,7 +127,27 @@ def check_pool_config(config: PoolConfig) -> None:
         )
     if c.workers < 1 or c.chunk < 1:
         raise ValueError(f"workers={c.workers}, chunk={c.chunk}: need at least 1")
-    _approximant(c.approximant)
+    approximant_mix(c)
+
+
+def approximant_mix(config: PoolConfig) -> ApproximantMix:
+    """The checked approximant(s) of ``config`` (ValueError naming a bad one)."""
+    return parse_approximants(config.approximant, config.approximant_weights)
+
+
+def _normalised(config: PoolConfig) -> PoolConfig:
+    """One approximant as a plain name without weights (what pools before mixes
+    recorded, so their fingerprint and manifest do not change); a mix's weights summing
+    to 1."""
+    mix = approximant_mix(config)
+    if not mix.mixed:
+        return dataclasses.replace(config, approximant=mix.names[0], approximant_weights=None)
+    return dataclasses.replace(config, approximant=mix.names, approximant_weights=mix.weights)
+
+
+def param_columns(mix: ApproximantMix) -> list[str]:
+    """Columns of params.csv: an ``approximant`` column only for a mix."""
+    return PARAM_COLUMNS + ["approximant"] if mix.mixed else list(PARAM_COLUMNS)
 
 
 def source_rng(seed: int, index: int) -> np.random.Generator:
@@ -135,7 +161,7 @@ class _Renderer:
     def __init__(self, config: PoolConfig, seed: int):
         self.config = config
         self.seed = int(seed)
-        self.precessing = is_precessing(config.approximant)
+        self.mix = approximant_mix(config)
         n_time = config.n_time
         # Room after the grid so a fractional shift of a waveform running past it does
         # not wrap around into the start.
@@ -147,13 +173,15 @@ class _Renderer:
     def __call__(self, index: int) -> tuple[np.ndarray, dict]:
         c = self.config
         rng = source_rng(self.seed, index)
+        k = self.mix.choose(self.seed, index)  # no draw for a single approximant
+        approximant, precessing = self.mix.names[k], self.mix.precessing[k]
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            params = draw_parameters(rng, c.mass_range, precessing=self.precessing,
+            params = draw_parameters(rng, c.mass_range, precessing=precessing,
                                      spin_max=c.spin_max, mass_prior=c.mass_prior)  # fmt: skip
             params.distance = REFERENCE_DISTANCE
             try:
                 hp, hc, t_first = polarizations(
-                    params, c.approximant, c.sample_rate, c.f_lower,
+                    params, approximant, c.sample_rate, c.f_lower,
                     duration_needed=c.pre_merger + 0.1,
                 )  # fmt: skip
             except RuntimeError:
@@ -189,6 +217,8 @@ class _Renderer:
             inclination=params.inclination, coa_phase=params.coa_phase,
             f_start=float(f_start), attempts=attempt,
         )  # fmt: skip
+        if self.mix.mixed:
+            row["approximant"] = approximant
         return out.astype(np.float32), row
 
 
@@ -207,6 +237,8 @@ def _fingerprint(config: PoolConfig, seed: int) -> str:
     settings = dataclasses.asdict(config)
     for key in ("workers", "chunk"):  # do not change the bytes
         settings.pop(key)
+    if settings["approximant_weights"] is None:  # one approximant: as before mixes
+        settings.pop("approximant_weights")
     text = json.dumps(dict(settings=settings, seed=int(seed), format=FORMAT), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -226,6 +258,9 @@ def make_pool(
     from tqdm.auto import tqdm
 
     check_pool_config(config)
+    config = _normalised(config)
+    mix = approximant_mix(config)
+    columns = param_columns(mix)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"pool path {out} exists and is not a directory")
@@ -261,7 +296,7 @@ def make_pool(
     if rows_file.is_file():
         rows = pd.read_csv(rows_file).iloc[:done]
     else:
-        rows = pd.DataFrame(columns=PARAM_COLUMNS)
+        rows = pd.DataFrame(columns=columns)
     rows_list = rows.to_dict("records")
     bar = tqdm(total=config.n, initial=done, desc="waveforms", unit="source",
                disable=not progress, dynamic_ncols=True)  # fmt: skip
@@ -286,7 +321,7 @@ def make_pool(
             # Rows first, then the state that points at them: a crash in between
             # only repeats a chunk.
             with atomic_open(rows_file, "w", newline="") as fh:
-                pd.DataFrame(rows_list, columns=PARAM_COLUMNS).to_csv(
+                pd.DataFrame(rows_list, columns=columns).to_csv(
                     fh, index=False, float_format="%.10g"
                 )
             state["done"] = indices.stop
@@ -308,11 +343,12 @@ def make_pool(
         "post_merger": config.post_merger,
         "taper": config.taper,
         "reference_distance": REFERENCE_DISTANCE,
-        "approximant": config.approximant,
+        "approximant": list(mix.names) if mix.mixed else mix.names[0],
+        **({"approximant_weights": list(mix.weights)} if mix.mixed else {}),
         "priors": {
             "mass_range": list(config.mass_range),
             "spin_max": config.spin_max,
-            "precessing": is_precessing(config.approximant),
+            "precessing": list(mix.precessing) if mix.mixed else mix.precessing[0],
             "f_lower": config.f_lower,
             "mass_prior": config.mass_prior,
             "masses": f"component masses {config.mass_prior} in mass_range, ordered m1 >= m2",
@@ -387,6 +423,12 @@ class WaveformPool:
     @property
     def params(self) -> pd.DataFrame:
         return pd.read_csv(self.path / PARAMS)
+
+    @property
+    def approximants(self) -> list[str]:
+        """The approximant names (one, or a mix's; params.csv then says whose is whose)."""
+        names = self.manifest["approximant"]
+        return [names] if isinstance(names, str) else list(names)
 
     def batch(self, indices) -> np.ndarray:
         """Polarisations ``(len(indices), 2, n_time)`` float32 strain (read in sorted order)."""

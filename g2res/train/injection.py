@@ -35,6 +35,8 @@ def injection_source(cfg: Config, train_rows=None, device="cpu", seed: int | Non
         merger_window=inj.merger_window,
         seed=cfg.seed if seed is None else seed,
         device=device,
+        psd_sources=inj.psd_sources,
+        psd_tilt=inj.psd_tilt,
     )
 
 

@@ -17,6 +17,8 @@ A training batch is built from a waveform pool (:mod:`g2res.data.pool`) and nois
    to the taper and the pass band (a few % below the full-band value);
 4. noise is :class:`CacheNoise` (label-0 training samples of the cache) or
    :class:`GaussianNoise` (coloured by the cache's PSD, conditioned the same way);
+   with ``psd_sources``/``psd_tilt`` each sample's noise has a PSD of its own, and its
+   signal's SNR is measured against it (:mod:`g2res.transforms.inject_psd`);
 5. a fraction ``rate`` of the samples gets a signal (target 1).
 
 Time slides on cached noise. Cached samples were tapered (Tukey) before whitening,
@@ -46,6 +48,7 @@ from torch import nn
 from g2res import DETECTORS, N_SAMPLES, SAMPLE_RATE, TAPER_ALPHA
 from g2res.signal import WhitenBandpass
 from g2res.transforms.inject_noise import CacheNoise, GaussianNoise
+from g2res.transforms.inject_psd import InjectionPSDs, recolour
 from g2res.transforms.projection import (
     GPS_REFERENCE,
     MAX_DELAY,
@@ -61,6 +64,7 @@ __all__ = [
     "CacheNoise",
     "GaussianNoise",
     "InjectionBatches",
+    "InjectionPSDs",
     "draw_sources",
     "batch_rng",
     "MAX_DELAY",
@@ -152,7 +156,9 @@ class SignalInjector(nn.Module):
         sample_rate, n_time: Hz and samples of the window.
 
     ``forward(polarizations (b, 2, pool_n_time), ra, dec, psi, merger_time, snr (b,))``
-    returns the conditioned signal (b, d, n_time) float32 whose whitened norm is ``snr``.
+    returns the conditioned signal (b, d, n_time) float32 whose whitened norm is ``snr``;
+    with ``psd_ratio`` (b, d, n_time // 2 + 1), S_i / S_cache of each sample's noise, the
+    norm of the signal whitened by S_i instead (its optimal SNR in that noise).
     """
 
     def __init__(
@@ -230,10 +236,16 @@ class SignalInjector(nn.Module):
         series = torch.fft.irfft(strain * phase, n=self.n_buffer)
         return series[..., self.start : self.start + self.n_time], arrival
 
-    def forward(self, polarizations, ra, dec, psi, merger_time, snr) -> torch.Tensor:
+    def forward(
+        self, polarizations, ra, dec, psi, merger_time, snr, psd_ratio=None
+    ) -> torch.Tensor:
         strain, _ = self.project(polarizations, ra, dec, psi, merger_time)
         y = self.conditioner(strain)
-        norm = y.square().sum(dim=(-2, -1)).sqrt()
+        own = y  # the signal whitened by its noise's PSD
+        if psd_ratio is not None:
+            psd_ratio = torch.as_tensor(psd_ratio, device=y.device)
+            own = recolour(y, torch.where(psd_ratio > 0, 1.0 / psd_ratio, 0.0))
+        norm = own.square().sum(dim=(-2, -1)).sqrt()
         snr = torch.as_tensor(snr, dtype=y.dtype, device=y.device)
         scale = torch.where(norm > 0, snr / norm.clamp_min(torch.finfo(y.dtype).tiny), 0.0)
         return y * scale[:, None, None]
@@ -244,7 +256,8 @@ class InjectionBatches:
 
     Built from a waveform pool and a cache (its PSD, conditioning settings and, for
     ``noise="cache"``, its label-0 training rows in ``indices``). ``batch(step, n)``
-    is a pure function of (seed, step, n).
+    is a pure function of (seed, step, n). ``psd_sources``, ``psd_tilt``: the noise PSDs
+    of the samples (:class:`InjectionPSDs`; the defaults keep the cache's).
     """
 
     def __init__(
@@ -259,6 +272,8 @@ class InjectionBatches:
         seed: int = 0,
         device: torch.device | str = "cpu",
         preload: bool | None = None,
+        psd_sources: Sequence[str] = ("cache",),
+        psd_tilt: float = 0.0,
     ):
         from g2res.data.cache import Cache
         from g2res.data.pool import WaveformPool
@@ -297,6 +312,10 @@ class InjectionBatches:
                 psd["frequencies"], psd["psd"], self.injector.conditioner,
                 self.cache.sample_rate, n_time,
             ).to(self.device)  # fmt: skip
+        self.n_time = n_time
+        self.psds = InjectionPSDs(
+            psd["frequencies"], psd["psd"], psd_sources, psd_tilt, self.cache.sample_rate
+        ).to(self.device)
 
     def batch(self, step: int, n: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Batch ``step`` of ``n`` samples: x (n, d, time), y (n,), and the draws (numpy)."""
@@ -310,13 +329,26 @@ class InjectionBatches:
         else:
             gen = torch.Generator(device=self.device)
             gen.manual_seed(int(rng.integers(2**62)))
-            x = self.noise(n, gen)
+        ratio = None  # S_i / S_cache (n, d, f): drawn after every other choice
+        if self.psds.active:
+            psd_draws = self.psds.draw(rng, n)
+            draws.update(psd_draws)
+            ratio = self.psds.ratio(*psd_draws.values(), self.n_time)
+        if self.noise_kind == "cache":
+            if ratio is not None:
+                x = recolour(x, ratio)
+        else:
+            segment = None
+            if ratio is not None:
+                segment = self.psds.ratio(*psd_draws.values(), self.noise.n_segment)
+            x = self.noise(n, gen, segment)
         k = np.flatnonzero(target)
         if k.size:
             waves = torch.from_numpy(self.pool.batch(draws["index"][k])).to(self.device)
             sig = self.injector(
                 waves, *(torch.from_numpy(draws[key][k]) for key in ("ra", "dec", "psi")),
                 torch.from_numpy(draws["merger_time"][k]), torch.from_numpy(draws["snr"][k]),
+                None if ratio is None else ratio[torch.from_numpy(k).to(ratio.device)],
             )  # fmt: skip
             x[torch.from_numpy(k).to(self.device)] += sig
         y = torch.from_numpy(target.astype(np.float32)).to(self.device)

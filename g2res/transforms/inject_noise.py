@@ -87,6 +87,8 @@ class GaussianNoise(nn.Module):
     Like :class:`g2res.data.noise.ColoredNoise`: complex white coefficients scaled by
     sqrt(PSD * N * fs / 4) on a ``segment_duration``-s grid, inverse transformed, the
     middle ``n_time`` samples kept; then the cache's conditioning. Buffer ``amplitude``.
+    ``forward(n, generator, psd_ratio)``: ``psd_ratio`` (n, d, n_segment // 2 + 1) colours
+    each sample by ``PSD * psd_ratio`` instead (:mod:`g2res.transforms.inject_psd`).
     """
 
     def __init__(
@@ -112,10 +114,15 @@ class GaussianNoise(nn.Module):
         self.conditioner = conditioner
         self.offset = (self.n_segment - self.n_time) // 2
 
-    def forward(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, n: int, generator: torch.Generator | None = None, psd_ratio=None
+    ) -> torch.Tensor:
         shape = (n, self.amplitude.shape[0], self.amplitude.shape[-1])
         dev = self.amplitude.device
         re = torch.randn(shape, generator=generator, device=dev)
         im = torch.randn(shape, generator=generator, device=dev)
-        series = torch.fft.irfft(torch.complex(re, im) * self.amplitude, n=self.n_segment)
+        amplitude = self.amplitude
+        if psd_ratio is not None:
+            amplitude = amplitude * torch.as_tensor(psd_ratio, device=dev).sqrt().float()
+        series = torch.fft.irfft(torch.complex(re, im) * amplitude, n=self.n_segment)
         return self.conditioner(series[..., self.offset : self.offset + self.n_time])

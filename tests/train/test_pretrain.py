@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from g2res.config import Config
+from g2res.config import Config, load_config
 from g2res.data.cache import Cache
 from g2res.data.pool import PoolConfig, make_pool
 from g2res.train import pretrain as pretrain_module
@@ -252,3 +252,45 @@ def test_cv_train_mix_learns_from_injections_in_the_folds_own_noise(tiny_cache, 
     with pytest.raises(ValueError, match="classification"):
         FoldTrainer(reg, cache, train_rows, val_rows, 0, tmp_path / "reg", torch.device("cpu"),
                     progress=False)._build()  # fmt: skip
+
+
+def test_pretraining_with_varied_psds(tiny_cache, pool, tmp_path, monkeypatch):
+    """psd_sources [cache, file:...] and psd_tilt 0.2: every batch mixes both sources with
+    tilted PSDs, a few steps train to finite losses and the recipe keeps the settings; a
+    bad source stops the run before training, naming it."""
+    psd = Cache(tiny_cache).psd
+    f = psd["frequencies"][1:]
+    path = tmp_path / "louder_v1.txt"  # the cache's PSD, V1 4x louder: a Virgo-poor network
+    np.savetxt(path, np.column_stack([f, (psd["psd"][:, 1:] * [[1.0], [1.0], [4.0]]).T]))
+    cfg = recipe(tiny_cache, pool, steps=4, eval_every=4,
+                 psd_sources=["cache", f"file:{path}"], psd_tilt=0.2)  # fmt: skip
+    seen = []
+    original = pretrain_module.injection_source
+
+    def spy(*args, **kwargs):
+        source = original(*args, **kwargs)
+        batch = source.batch
+
+        def record(step, n):
+            x, y, draws = batch(step, n)
+            seen.append(draws)
+            return x, y, draws
+
+        source.batch = record
+        return source
+
+    monkeypatch.setattr(pretrain_module, "injection_source", spy)
+    torch.manual_seed(0)
+    metrics = pretrain(cfg, tmp_path / "run", progress=False, model=SmallNet())
+    assert len(seen) == 4 and metrics["steps"] == 4
+    sources = np.concatenate([d["psd_source"] for d in seen])
+    assert set(sources) == {0, 1}
+    scales = np.concatenate([d["psd_scale"] for d in seen])
+    assert scales.min() >= 0.8 and scales.max() <= 1.2 and np.unique(scales).size == scales.size
+    hist = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert np.isfinite(hist.filter(like="loss").to_numpy(dtype=float)).all()
+    saved = load_config(tmp_path / "run" / "config.yaml").injection
+    assert saved.psd_sources == ["cache", f"file:{path}"] and saved.psd_tilt == 0.2
+    bad = recipe(tiny_cache, pool, steps=1, eval_every=1, psd_sources=["cache", "gwosc"])
+    with pytest.raises(ValueError, match="'gwosc'"):
+        pretrain(bad, tmp_path / "bad", progress=False, model=SmallNet())
