@@ -192,6 +192,8 @@ class MatchedFilter:
         template_batch: int | None = 64,
         chisq_bins: int = 0,
         kernels=None,
+        coherent: int = 0,
+        sigma: np.ndarray | None = None,
     ) -> dict:
         """Best network statistic of data ``x`` (batch, 3, n) over templates ``u``
         (T, 3, f) or per sample (batch, T, 3, f).
@@ -204,7 +206,16 @@ class MatchedFilter:
         ``chisq_bins`` p > 0 templates are ranked by the network re-weighted SNR
         (:mod:`g2res.baselines.chisq`), returned as ``newsnr``, with ``chisq_r_<det>`` and
         ``newsnr_<det>`` of each detector at the peak (``snr`` etc. of the same template).
+        With ``coherent`` K > 0 (a bank shared by the batch; ``sigma`` (T, 3) its template
+        sigmas from :meth:`template_spectra`) the K best templates of each sample are
+        searched again coherently (:mod:`g2res.baselines.coherent`): ``coh_snr``,
+        ``null_snr``, ``coh_template`` and ``coh_time`` (s, H1) of the best of them.
         """
+        if coherent and (chisq_bins or u.dim() != 3 or sigma is None):
+            raise ValueError(
+                "the coherent statistic needs one bank shared by the batch, its template "
+                "sigmas, and no chi-squared veto"
+            )
         d = self.data_spectra(x)
         n = d.shape[0]
         k = self.kernels(u) if kernels is None else kernels
@@ -224,6 +235,8 @@ class MatchedFilter:
                     pers.append(per)
             stat, lag, per = torch.cat(stats, 1), torch.cat(lags, 1), torch.cat(pers, 1)
             best, index = stat.max(1)  # first maximum: the lowest template index on ties
+            if coherent:
+                coh = self._coherent(d, u, sigma, stat, lag, coherent)
             lag, dets = lag[rows, index], per[rows, index]
             veto = None
         out = {
@@ -235,11 +248,35 @@ class MatchedFilter:
             out[f"snr_{det}"] = dets[:, j].clamp(min=0).sqrt().cpu().numpy().astype(np.float64)
             if self.gate is not None:
                 out[f"gated_{det}"] = self.gated_fraction[:, j]
+        if coherent:
+            out.update(coh)
         if veto is not None:  # --- chi-squared veto
             out["newsnr"] = rank.clamp(min=0).sqrt().cpu().numpy()
             for key, j, det in ((key, j, det) for key in veto for j, det in enumerate(DETECTORS)):
                 out[f"{key}_{det}"] = veto[key][:, j].numpy()
         return out
+
+    def _coherent(self, d, u, sigma, stat, lag, k: int) -> dict:
+        """:meth:`filter`'s coherent search of the ``k`` best templates of each sample
+        (``stat``, ``lag`` (batch, T) their incoherent statistics and H1 peak lags)."""
+        from g2res.baselines.coherent import HALF_WIDTH, coherent_snr, sky_grid
+
+        rate = self.sample_rate * self.upsample
+        k = min(int(k), stat.shape[1])
+        top = stat.topk(k, dim=1).indices  # (batch, k)
+        with torch.no_grad():
+            z = complex_snr(d, self.kernels(u[top]), self.length)  # (batch, k, 3, lags)
+            sig = torch.as_tensor(np.asarray(sigma), dtype=torch.float32, device=self.device)
+            res = coherent_snr(z, lag.gather(1, top), sig[top], sky_grid(rate),
+                               int(np.ceil(HALF_WIDTH * rate)))  # fmt: skip
+        best, j = res["coh"].max(1)
+        pick = lambda key: res[key].gather(1, j[:, None])[:, 0]  # noqa: E731
+        return {
+            "coh_snr": best.clamp(min=0).sqrt().cpu().numpy().astype(np.float64),
+            "null_snr": pick("null").clamp(min=0).sqrt().cpu().numpy().astype(np.float64),
+            "coh_template": top.gather(1, j[:, None])[:, 0].cpu().numpy(),
+            "coh_time": pick("lag").cpu().numpy() / rate,
+        }
 
     # --- chi-squared veto (g2res.baselines.chisq): rank by the re-weighted statistic
     def _filter_vetoed(self, d, u, k, chunk: int, chisq_bins: int):
@@ -372,6 +409,7 @@ def matched_filter(
     gate: float | None = None,
     gate_window: float = GATE_WINDOW,
     gate_taper: float = GATE_TAPER,
+    coherent: int = 0,
 ) -> pd.DataFrame:
     """``g2res baseline matched-filter``: filter every sample of ``split`` and write
 
@@ -384,7 +422,10 @@ def matched_filter(
     submission ranks the network re-weighted SNR (companion columns ``newsnr``,
     ``chisq_r_<det>``, ``newsnr_<det>``). With ``gate`` (sigmas) the whitened data are
     autogated first (:mod:`g2res.baselines.gating`; companion columns ``gated_<det>``, the
-    gated share of each detector). Returns the companion table.
+    gated share of each detector). With ``coherent`` K > 0 the K best templates of each
+    sample are searched coherently and the submission ranks ``coh_snr``
+    (:mod:`g2res.baselines.coherent`). The companion's ``stat`` column is the statistic
+    the submission ranks. Returns the companion table.
     """
     from tqdm.auto import tqdm
 
@@ -393,6 +434,10 @@ def matched_filter(
     for path in (out, raw_out):
         if path.exists() and not force:
             raise FileExistsError(f"{path} already exists; pass --force to overwrite it")
+    if coherent < 0 or (coherent and (chisq_bins or oracle)):
+        raise ValueError(
+            f"--coherent {coherent}: need K >= 0 templates, and neither --chisq nor --oracle"
+        )
     if chisq_bins:
         from g2res.baselines.chisq import chisq_dof
 
@@ -415,7 +460,7 @@ def matched_filter(
             )  # fmt: skip
         if save_bank is not None:
             bank.save(save_bank)
-        templates, _ = mf.template_spectra(bank.waveforms(), per_detector=False)
+        templates, sigma = mf.template_spectra(bank.waveforms(), per_detector=False)
         kernels = mf.kernels(templates)  # once per bank
 
     rows: list[pd.DataFrame] = []
@@ -431,7 +476,8 @@ def matched_filter(
                 res = mf.filter(x, u[:, None], template_batch, chisq_bins)
                 extra = {"template_id": chosen}
             else:
-                res = mf.filter(x, templates, template_batch, chisq_bins, kernels=kernels)
+                res = mf.filter(x, templates, template_batch, chisq_bins, kernels=kernels,
+                                coherent=coherent, sigma=sigma)  # fmt: skip
                 extra = {k: getattr(bank, k)[res["template"]] for k in ("mass1", "mass2")}
                 extra.update({k: getattr(bank, k)[res["template"]] for k in ("spin1z", "spin2z")})
             frame = pd.DataFrame({"id": batch, **res, **extra})
@@ -441,7 +487,8 @@ def matched_filter(
     table = pd.concat(rows, ignore_index=True)
     if the_oracle is not None:
         table = table.drop(columns="template")
-    stat = table["newsnr"] if chisq_bins else table["snr"]
+    stat = table["newsnr"] if chisq_bins else table["coh_snr"] if coherent else table["snr"]
+    table["stat"] = stat
     submission = pd.DataFrame({"id": table["id"], "target": rank_probability(stat)})
     with atomic_open(raw_out, "w", newline="") as fh:
         table.to_csv(fh, index=False)

@@ -28,7 +28,12 @@ def add_parser(sub) -> None:
             "OUT ranks the network re-weighted SNR sqrt(sum_det newSNR^2).\n"
             "--gate S autogates the whitened data first (as PyCBC's autogating and the\n"
             "model's model.gate): excursions beyond S robust sigmas are zeroed over\n"
-            "+/- --gate-window s with Hann tapers of --gate-taper s."
+            "+/- --gate-window s with Hann tapers of --gate-taper s.\n"
+            "--coherent K searches the K best templates of each sample again coherently:\n"
+            "the three complex SNRs projected on the signal plane of each direction of a\n"
+            "sky grid (lal's antenna patterns and delays), maximised over sky and time;\n"
+            "OUT then ranks the coherent SNR (chi-squared with 4 degrees of freedom in\n"
+            "noise, not 6), and .raw.csv adds coh_snr, null_snr, coh_template, coh_time."
         ),
     )
     m.add_argument("data_dir", metavar="DATA_DIR", help="data set in the G2Net layout")
@@ -78,6 +83,11 @@ def add_parser(sub) -> None:
         "--gate-window", type=float, default=0.1, metavar="S", help="s, half-width of a gate"
     )
     m.add_argument("--gate-taper", type=float, default=0.05, metavar="S", help="s, gate tapers")
+    m.add_argument(
+        "--coherent", type=int, default=0, metavar="K",
+        help="rank by the coherent SNR of each sample's K best templates (0: off; not with "
+        "--chisq or --oracle)",
+    )  # fmt: skip
     m.add_argument("--batch-size", type=int, default=8, help="samples per batch")
     m.add_argument("--template-batch", type=int, default=64, help="templates per batch")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -112,5 +122,6 @@ def run(args) -> int:
         gate=args.gate,
         gate_window=args.gate_window,
         gate_taper=args.gate_taper,
+        coherent=args.coherent,
     )
     return 0

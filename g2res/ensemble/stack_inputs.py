@@ -19,9 +19,10 @@ import pandas as pd
 from g2res.ensemble.blend import read_oof
 from g2res.ensemble.submission import _first, read_csv_ids
 
-# Columns tried, in order, for a statistic's score: the network SNR of the matched
-# filter's .raw.csv companion, a generic score, a submission's target.
-STAT_COLUMNS = ("snr", "score", "target")
+# Columns tried, in order, for a statistic's score: the ranked statistic of the matched
+# filter's .raw.csv companion (network, re-weighted or coherent SNR), its network SNR
+# (older companions), a generic score, a submission's target.
+STAT_COLUMNS = ("stat", "snr", "score", "target")
 
 
 def parse_named_files(items: Sequence[str] | None, option: str) -> dict[str, str]:
