@@ -42,6 +42,14 @@ def add_stack_args(p) -> None:
         + " ".join(FRONTEND_CPU)
         + ")",
     )
+    p.add_argument(
+        "--coherent",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --stack: also the bank's coherent SNR of each sample's K best templates "
+        "(g2res baseline matched-filter --coherent K) as a row and in the stacks",
+    )
 
 
 def bank_on_train(data: Path, cache: Path, work: Path, bank: Path, seed: int, timer) -> Path:
@@ -58,6 +66,26 @@ def bank_on_train(data: Path, cache: Path, work: Path, bank: Path, seed: int, ti
             ),
         )
     return companion_path(out)
+
+
+def coherent_bank(
+    data: Path, cache: Path, work: Path, bank: Path, k: int, seed: int, timer
+) -> tuple[Path, Path, Path]:
+    """The bank's coherent SNR (K best templates) on both splits -> (test submission, test
+    companion, train companion) in WORKDIR/coherent_bank_K.csv, train_coherent_bank_K.csv."""
+    from g2res.baselines.matched_filter import companion_path, matched_filter
+
+    paths = {}
+    for split, prefix in (("test", ""), ("train", "train_")):
+        out = paths[split] = work / f"{prefix}coherent_bank_{k}.csv"
+        if not companion_path(out).is_file():
+            timer(
+                f"coherent bank, {split} split",
+                lambda out=out, split=split: matched_filter(
+                    data, cache / "psd.npz", out, split=split, bank=bank, seed=seed, coherent=k
+                ),
+            )
+    return paths["test"], companion_path(paths["test"]), companion_path(paths["train"])
 
 
 def stack_rows(
@@ -93,20 +121,40 @@ def stack_rows(
     groups[f"stack: {fe_label} + bank SNR"] = [fe_dir]
     both = " + ".join([*runs, "front-end"])
     groups[f"stack: {both} + bank SNR"] = [*runs.values(), fe_dir]
+    named_stats = {label: stats for label in groups}
+    if args.coherent:
+        coh_csv, coh_test, coh_train = coherent_bank(
+            data, cache, work, bank, args.coherent, args.seed, timer
+        )
+        subs[COHERENT] = coh_csv
+        coh = {"stat_train": {"coherent": coh_train}, "stat_test": {"coherent": coh_test}}
+        for label, dirs in list(groups.items()):
+            new = label.replace("+ bank SNR", "+ coherent SNR")
+            groups[new], named_stats[new] = dirs, coh
+        new = f"stack: {both} + bank SNR + coherent SNR"
+        groups[new] = groups[f"stack: {both} + bank SNR"]
+        named_stats[new] = {key: {**stats[key], **coh[key]} for key in ("stat_train", "stat_test")}
     for label, dirs in groups.items():
-        csv = work / (run_name("stack", [str(d) for d in dirs]) + ".csv")
+        stat_names = sorted(named_stats[label]["stat_train"])
+        key = [str(d) for d in dirs] + ([] if stat_names == ["bank"] else stat_names)
+        csv = work / (run_name("stack", key) + ".csv")
         if not csv.is_file():
             timer(
                 label,
-                lambda csv=csv, dirs=dirs: submit(
-                    dirs, cache, csv, stack="logistic", seed=args.seed, **stats
+                lambda csv=csv, dirs=dirs, kw=named_stats[label]: submit(
+                    dirs, cache, csv, stack="logistic", seed=args.seed, **kw
                 ),
             )
         subs[label] = csv
     return subs, {fe_label: fe_dir}
 
 
-def best_g2res(table: list[dict], baselines=("oracle", "template bank")) -> str:
+# The bank's coherent SNR is a classical statistic: a baseline row, never "the best g2res".
+COHERENT = "template bank, coherent SNR"
+BASELINES = ("oracle", "template bank", COHERENT)
+
+
+def best_g2res(table: list[dict], baselines=BASELINES) -> str:
     """The method of the highest-AUC row that is not a baseline."""
     rows = [r for r in table if r["method"] not in baselines]
     return max(rows, key=lambda r: r["auc"])["method"]
