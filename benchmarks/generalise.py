@@ -51,6 +51,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _generalise_cells as gc  # noqa: E402
+import _generalise_stacks as gs  # noqa: E402
 import _sensitivity_table as st  # noqa: E402
 import sensitivity as sens  # noqa: E402
 
@@ -71,6 +72,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         "works); repeat --runs for more groups, NAME= names a group (default g2res, "
         "g2res-2, ...); the first group's worst cell is the headline",
     )
+    p.add_argument(
+        "--stack",
+        action="append",
+        default=[],
+        metavar="NAME=STACK_JSON",
+        help="a logistic stacker saved by `g2res submit --stack` (NAME.stack.json), applied "
+        "unchanged in every cell: its runs submitted on the cell, its bank statistics "
+        "recomputed with the cell's bank (`coherent`: --coherent K); scored as a method",
+    )
+    p.add_argument(
+        "--coherent", type=int, default=4, metavar="K",
+        help="templates per sample of the coherent SNR a stacker's `coherent` input needs",
+    )  # fmt: skip
     p.add_argument("--noise-curves", nargs="+", default=list(gc.NOISE_CURVES))
     p.add_argument("--approximants", nargs="+", default=list(gc.APPROXIMANTS))
     p.add_argument(
@@ -229,7 +243,10 @@ def main(argv=None) -> dict:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     groups = run_groups(args.runs)
-    pre = gc.runs_preprocess(groups)
+    stacks = gs.parse_stacks(args.stack, {*groups, *RESERVED})
+    if args.no_bank and gs.needs_bank(stacks):
+        raise SystemExit("--stack: a stacker with bank statistics cannot run with --no-bank")
+    pre = gc.runs_preprocess({**groups, **gs.stack_runs(stacks)})
     sizes = cell_sizes(args)
     curves = gc.noise_curve_files(args.noise_curves, work / "psd")
     banks = {} if args.no_bank else bank_files(args, work)
@@ -265,6 +282,9 @@ def main(argv=None) -> dict:
             if bank:
                 check_bank_source(folder, banks[curve])
             subs.update(sens.baselines(data, cache, folder, seed, ct, bank, not args.no_bank))
+            for sname, stack in stacks.items():
+                subs[sname] = gs.stack_cell(sname, stack, cache, data, folder, bank,
+                                            args.coherent, seed, ct, submit_group)  # fmt: skip
             order = {"oracle": 0, "template bank": 1}
             subs = dict(sorted(subs.items(), key=lambda kv: order.get(kv[0], 2)))
             cells[name] = {
@@ -275,11 +295,12 @@ def main(argv=None) -> dict:
                 "n_test_noise": noise,
                 "n_test_signals": signals,
                 "bank": bank,
-                **gc.score_cell(subs, list(groups), data),
+                **gc.score_cell(subs, [*groups, *stacks], data),
             }
-    goals = {g: gc.goal(cells, g) for g in groups}
-    methods = [*groups, *([] if args.no_bank else ["template bank"])]
-    print("\n" + gc.format_matrix(cells, list(groups)))
+    scored = [*groups, *stacks]
+    goals = {g: gc.goal(cells, g) for g in scored}
+    methods = [*scored, *([] if args.no_bank else ["template bank"])]
+    print("\n" + gc.format_matrix(cells, scored))
     print("\nefficiency at FAP 1e-2 per network-SNR bin (95% bootstrap interval):")
     print(gc.format_efficiency_bins(cells))
     for m in methods:
@@ -319,6 +340,7 @@ def main(argv=None) -> dict:
             },  # fmt: skip
         },
         "runs": {g: [str(r) for r in runs] for g, runs in groups.items()},
+        "stacks": {n: s["path"] for n, s in stacks.items()},
         "preprocess": vars(pre),
         "bank_minimal_match": None if args.no_bank else args.bank_minimal_match,
         "banks": {c: str(p) for c, p in banks.items()},

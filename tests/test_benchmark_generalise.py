@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from g2res.baselines.bank import TemplateBank
@@ -33,7 +34,7 @@ CELLS = ("design-IMRPhenomD", "lines-IMRPhenomD")
 
 
 @pytest.fixture(scope="module")
-def matrix(tiny_cache, tmp_path_factory):
+def matrix(tiny_dataset, tiny_cache, tmp_path_factory):
     """The tiny matrix run once: (workdir, argv, result)."""
     root = tmp_path_factory.mktemp("generalise")
     t = {"epochs": 1, "batch_size": 32, "lr": 2e-3, "num_workers": 0}
@@ -50,6 +51,19 @@ def matrix(tiny_cache, tmp_path_factory):
         spin1z=np.zeros(4),
         spin2z=np.zeros(4),
     ).save(root / "bank.npz")
+    # a logistic stacker of the run and the bank SNR, fitted on the tiny set's train split
+    from g2res.baselines.matched_filter import companion_path, matched_filter
+    from g2res.ensemble.stack import fit_stack
+
+    stats = {}
+    for split in ("train", "test"):
+        matched_filter(tiny_dataset, tiny_cache / "psd.npz", root / f"{split}_bank.csv",
+                       split=split, bank=bank, progress=False)  # fmt: skip
+        stats[split] = {"bank": companion_path(root / f"{split}_bank.csv")}
+    test_ids = pd.read_csv(tiny_dataset / "sample_submission.csv", dtype={"id": str})["id"]
+    stack = fit_stack([root / "run" / "oof.csv"], ["tiny"], "logistic", stats["train"],
+                      stats["test"], test_ids=list(test_ids))  # fmt: skip
+    saved_stack = stack.save(root / "st.stack.json")
     work = root / "work"
     argv = [
         "--workdir", str(work), "--runs", f"tiny={root / 'run'}",
@@ -57,6 +71,7 @@ def matrix(tiny_cache, tmp_path_factory):
         "--n-train", "32", "--n-test-noise", "100", "--n-test-signals", "30",
         "--bank", str(bank), "--workers", "1", "--seed", "5",
         "--out", str(root / "out.json"), "--plot", str(root / "out.png"),
+        "--stack", f"st={saved_stack}",
     ]  # fmt: skip
     return work, argv, generalise.main(argv)
 
@@ -67,7 +82,7 @@ def test_every_cell_is_scored_and_the_worst_is_the_minimum(matrix):
     assert tuple(result["cells"]) == CELLS
     for cell in result["cells"].values():
         methods = [r["method"] for r in cell["table"]]
-        assert methods == ["oracle", "template bank", "tiny"]
+        assert methods == ["oracle", "template bank", "tiny", "st"]
         assert cell["ratio"]["oracle"] == pytest.approx(1.0)
         for r in cell["table"]:
             assert r["n_noise"] == 100 and r["n_signals"] == 30
@@ -87,6 +102,32 @@ def test_every_cell_is_scored_and_the_worst_is_the_minimum(matrix):
     saved = json.loads(Path(argv[argv.index("--out") + 1]).read_text())
     assert saved["headline"] == goal
     assert Path(argv[argv.index("--plot") + 1]).stat().st_size > 10_000
+
+
+@pytest.mark.slow  # ~20-30 s: a run trained, 2 cells simulated and filtered
+def test_a_saved_stacker_is_applied_unchanged_in_every_cell(matrix):
+    """The stacker's cell submission is its formula on the run's cell submission and the
+    cell's bank SNR: nothing refitted; it gets its own worst cell and goal."""
+    from g2res.ensemble.stack import logit
+
+    work, argv, result = matrix
+    doc = json.loads(Path(argv[argv.index("--stack") + 1].split("=", 1)[1]).read_text())
+    for name in CELLS:
+        cell = work / "cells" / name
+        (csv,) = cell.glob("stack-st-*.csv")
+        (run,) = cell.glob("runs-st-tiny-*.csv")
+        got = pd.read_csv(csv, dtype={"id": str}).set_index("id")["target"]
+        p = pd.read_csv(run, dtype={"id": str}).set_index("id").loc[got.index, "target"]
+        bank = pd.read_csv(cell / "template_bank.raw.csv", dtype={"id": str}).set_index("id")
+        z = doc["intercept"] + doc["coefficients"]["tiny"] * logit(p.to_numpy())
+        z = z + doc["coefficients"]["bank"] * bank.loc[got.index, "stat"].to_numpy()
+        np.testing.assert_allclose(got.to_numpy(), 1 / (1 + np.exp(-z)), rtol=1e-9)
+        assert "st" in result["cells"][name]["ratio"]
+    assert result["goal"]["st"]["worst_cell"] in CELLS
+    with pytest.raises(SystemExit, match="only a logistic"):
+        bad = work / "hgb.stack.json"
+        bad.write_text(json.dumps({**doc, "stacker": "hgb"}))
+        generalise.main([*argv, "--stack", f"st2={bad}"])
 
 
 def _line_contrast(cache: Path, detector: int, f0: float) -> float:

@@ -286,3 +286,39 @@ def format_report(cv: dict, kind: str) -> str:
         f"cross-validated over the runs' {len(cv['folds'])} folds)"
     )
     return "\n".join(lines)
+
+
+def apply_saved_stack(
+    doc: Mapping | str | os.PathLike, features: Mapping[str, np.ndarray]
+) -> np.ndarray:
+    """A saved logistic stacker (``NAME.stack.json`` or its dict) applied to new data.
+
+    ``features``: ``{input name: (n,) values}`` for every input of the stacker, the
+    runs' probabilities and the statistics' raw scores (transformed here as when it was
+    fitted). Returns stacked probabilities ``(n,)``. For a stacker fitted on one data set
+    and scored on another (``benchmarks/generalise.py``); ``hgb`` stackers keep no
+    coefficients and are refused.
+    """
+    import json
+
+    if not isinstance(doc, Mapping):
+        doc = json.loads(Path(doc).read_text())
+    if doc.get("stacker") != "logistic" or "coefficients" not in doc:
+        raise ValueError(
+            f"only a saved logistic stacker can be applied (got {doc.get('stacker')!r}); "
+            "an hgb stacker is refitted from its inputs"
+        )
+    names = [i["name"] for i in doc["inputs"]]
+    missing = [n for n in names if n not in features]
+    if missing:
+        raise ValueError(f"the stacker needs inputs {names}; missing {missing}")
+    sizes = {len(np.asarray(features[n])) for n in names}
+    if len(sizes) != 1:
+        raise ValueError(f"inputs of different lengths {sorted(sizes)}")
+    z = np.full(sizes.pop(), float(doc["intercept"]))
+    for i in doc["inputs"]:
+        values = np.asarray(features[i["name"]], dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"input {i['name']}: scores that are NaN or infinite")
+        z += doc["coefficients"][i["name"]] * _feature(values, i["transform"])
+    return 1.0 / (1.0 + np.exp(-z))

@@ -243,3 +243,30 @@ def test_submit_stack_end_to_end(two_runs, fake_cache, tmp_path, rng, monkeypatc
     (two_runs[1] / "oof.csv").unlink()
     assert cli.main([*argv, "--force"]) == 1
     assert "--stack needs out-of-fold predictions" in capsys.readouterr().err
+
+
+def test_a_saved_logistic_stacker_applied_to_new_data_predicts_as_fitted(oof_set, rng):
+    """apply_saved_stack on the saved JSON gives the fitted stacker's own test
+    probabilities (runs' probabilities and the raw statistic in, same transforms), and
+    refuses missing inputs, NaN scores and hgb stackers by name."""
+    y, n, d = oof_set["y"], oof_set["n"], oof_set["dir"]
+    p_a = 1 / (1 + np.exp(-(1.2 * y + rng.normal(size=n))))
+    snr = 6 + 1.2 * y + rng.normal(size=n)
+    test_ids = random_ids(rng, 40)
+    test_snr, test_p = rng.normal(6, 1, 40), rng.uniform(0.01, 0.99, 40)
+    pd.DataFrame({"id": oof_set["ids"], "snr": snr}).to_csv(d / "mf_train.raw.csv", index=False)
+    pd.DataFrame({"id": test_ids, "snr": test_snr}).to_csv(d / "mf_test.raw.csv", index=False)
+    fitted = fit_stack(
+        [oof_set["run"]("a", p_a)], ["a"], "logistic",
+        {"mf": d / "mf_train.raw.csv"}, {"mf": d / "mf_test.raw.csv"}, test_ids=test_ids,
+    )  # fmt: skip
+    saved = fitted.save(d / "s.stack.json")
+    got = stacking.apply_saved_stack(saved, {"a": test_p, "mf": test_snr})
+    np.testing.assert_allclose(got, fitted.predict(test_p[:, None]), rtol=1e-9, atol=1e-12)
+    assert roc_auc_score(y, stacking.apply_saved_stack(saved, {"a": p_a, "mf": snr})) > 0.85
+    with pytest.raises(ValueError, match="missing \\['mf'\\]"):
+        stacking.apply_saved_stack(saved, {"a": test_p})
+    with pytest.raises(ValueError, match="input mf: .*NaN"):
+        stacking.apply_saved_stack(saved, {"a": test_p, "mf": np.full(40, np.nan)})
+    with pytest.raises(ValueError, match="only a saved logistic"):
+        stacking.apply_saved_stack({**fitted.to_json(), "stacker": "hgb"}, {})
