@@ -161,3 +161,14 @@ def test_cli_coherent_ranks_the_coherent_snr_and_stacks_it(setup, tmp_path, rng)
     assert column == "stat" and scores.loc[ids[3]] == raw["coh_snr"][3]
     bad = [*base, "--out", str(tmp_path / "bad.csv"), "--coherent", "2", "--chisq"]
     assert main(bad) == 1
+
+
+@pytest.mark.gpu
+def test_coherent_snr_on_cuda_matches_the_cpu(rng):
+    grid = sky_grid(2048.0)
+    z = torch.complex(torch.randn(4, 2, 3, 256), torch.randn(4, 2, 3, 256))
+    peak = torch.randint(0, 256, (4, 2))
+    sigma = torch.rand(4, 2, 3) + 0.5
+    cpu = coherent_snr(z, peak, sigma, grid, 5)
+    gpu = coherent_snr(z.cuda(), peak.cuda(), sigma.cuda(), grid, 5)
+    torch.testing.assert_close(gpu["coh"].cpu(), cpu["coh"], rtol=1e-4, atol=1e-4)
