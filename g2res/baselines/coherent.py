@@ -17,8 +17,8 @@ degrees of freedom (the incoherent ``sum |z_d|^2`` has 6) and the rest,
 ``rho_null^2 = |z|^2 - rho_coh^2`` (2 degrees of freedom), is the null stream: a signal
 puts nothing there. With three detectors it is no glitch veto: for directions on a curve
 of the sky the signal plane holds the H1 axis, so a glitch in H1 alone is consistent
-there. Antenna patterns and light-travel
-delays are the detectors' geometry (lal), not anything about the data set.
+there. Antenna patterns and light-travel delays are the detectors' geometry (lal), not
+anything about the data set.
 """
 
 from __future__ import annotations
@@ -45,6 +45,21 @@ def _fibonacci_sphere(n: int) -> tuple[np.ndarray, np.ndarray]:
     return ra, dec
 
 
+def _frame(ra: np.ndarray, dec: np.ndarray, gps: float) -> tuple[np.ndarray, ...]:
+    """Earth-fixed unit vectors (n, 3) of directions ``ra``, ``dec`` at ``gps``: the wave
+    frame X, Y at polarisation 0 and the direction towards the source."""
+    import lal
+
+    gmst = lal.GreenwichMeanSiderealTime(lal.LIGOTimeGPS(gps))
+    gha = gmst - np.asarray(ra, dtype=np.float64)
+    dec = np.asarray(dec, dtype=np.float64)
+    cg, sg, cd, sd = np.cos(gha), np.sin(gha), np.cos(dec), np.sin(dec)
+    # psi = 0: X = (-sin gha, -cos gha, 0), Y = (-cos gha sin dec, sin gha sin dec, cos dec)
+    x = np.stack([-sg, -cg, np.zeros_like(gha)], -1)
+    y = np.stack([-cg * sd, sg * sd, cd], -1)
+    return x, y, np.stack([cd * cg, -cd * sg, sd], -1)
+
+
 def antenna_and_delays(
     ra: np.ndarray, dec: np.ndarray, gps: float = _GPS, detectors=DETECTORS
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -54,15 +69,7 @@ def antenna_and_delays(
     ``XLALComputeDetAMResponse`` and ``XLALTimeDelayFromEarthCenter``)."""
     import lal
 
-    gmst = lal.GreenwichMeanSiderealTime(lal.LIGOTimeGPS(gps))
-    gha = gmst - np.asarray(ra, dtype=np.float64)
-    dec = np.asarray(dec, dtype=np.float64)
-    cg, sg, cd, sd = np.cos(gha), np.sin(gha), np.cos(dec), np.sin(dec)
-    zeros = np.zeros_like(gha)
-    # psi = 0: X = (-sin gha, -cos gha, 0), Y = (-cos gha sin dec, sin gha sin dec, cos dec)
-    x = np.stack([-sg, -cg, zeros], -1)
-    y = np.stack([-cg * sd, sg * sd, cd], -1)
-    source = np.stack([cd * cg, -cd * sg, sd], -1)  # unit vector towards the source
+    x, y, source = _frame(ra, dec, gps)
     fp, fx, tau = [], [], []
     for name in detectors:
         det = lal.cached_detector_by_prefix[name]
@@ -106,10 +113,7 @@ def sky_grid(rate: float, n_points: int = 100_000) -> SkyGrid:
 
     loc = [np.asarray(lal.cached_detector_by_prefix[d].location, float) for d in DETECTORS]
     normal = np.cross(loc[1] - loc[0], loc[2] - loc[0])
-    gmst = lal.GreenwichMeanSiderealTime(lal.LIGOTimeGPS(_GPS))
-    gha = gmst - ra
-    source = np.stack([np.cos(dec) * np.cos(gha), -np.cos(dec) * np.sin(gha), np.sin(dec)], -1)
-    side = (source @ normal > 0).astype(np.int64)
+    side = (_frame(ra, dec, _GPS)[2] @ normal > 0).astype(np.int64)
     key = np.column_stack([lags, side])
     _, keep = np.unique(key, axis=0, return_index=True)
     keep = np.sort(keep)
