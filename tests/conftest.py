@@ -52,3 +52,25 @@ def tiny_cache(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "cache"
     preprocess(tiny_dataset, out, config=PreprocessConfig(), seed=0, progress=False)
     return out
+
+
+@pytest.fixture
+def interrupt_renders(monkeypatch):
+    """``interrupt_renders(n)``: the waveform pool's renderer raises KeyboardInterrupt after
+    ``n`` sources (an interrupted ``g2res waveforms``); returns a function restoring it."""
+    from g2res.data import pool as pool_module
+
+    def arm(n: int):
+        calls = {"n": 0}
+        original = pool_module._Renderer.__call__
+
+        def flaky(self, index):
+            calls["n"] += 1
+            if calls["n"] > n:
+                raise KeyboardInterrupt
+            return original(self, index)
+
+        monkeypatch.setattr(pool_module._Renderer, "__call__", flaky)
+        return lambda: monkeypatch.setattr(pool_module._Renderer, "__call__", original)
+
+    return arm

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from g2res.data import pool as pool_module
 from g2res.data.approximants import approximant_rng, parse_approximants
 from g2res.data.pool import PoolConfig, WaveformPool, make_pool
 from g2res.data.waveforms import draw_parameters
@@ -109,24 +108,15 @@ def test_mixed_sources_are_those_of_single_pools(tmp_path):
         assert (in_plane > 0).all() if name == "IMRPhenomXPHM" else (in_plane == 0).all()
 
 
-def test_mix_depends_on_the_seed_only_and_resumes(mixed_pool, tmp_path, monkeypatch):
+def test_mix_depends_on_the_seed_only_and_resumes(mixed_pool, tmp_path, interrupt_renders):
     cfg = PoolConfig(n=300, approximant=MIX, approximant_weights=(1.0, 3.0), chunk=64,
                      workers=2, **FAST)  # fmt: skip
-    calls = {"n": 0}
-    original = pool_module._Renderer.__call__
-
-    def flaky(self, index):
-        calls["n"] += 1
-        if calls["n"] > 150:
-            raise KeyboardInterrupt
-        return original(self, index)
-
-    monkeypatch.setattr(pool_module._Renderer, "__call__", flaky)
+    restore = interrupt_renders(150)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         make_pool(out, dataclasses.replace(cfg, workers=1), seed=4, progress=False)
     assert (out / ".partial").is_dir()
-    monkeypatch.setattr(pool_module._Renderer, "__call__", original)
+    restore()
     with pytest.raises(FileExistsError, match="other settings"):
         make_pool(out, dataclasses.replace(cfg, approximant_weights=(1.0, 1.0)), seed=4,
                   progress=False)  # fmt: skip

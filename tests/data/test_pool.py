@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from g2res.data import pool as pool_module
 from g2res.data.pool import PoolConfig, PoolError, WaveformPool, make_pool
 from g2res.data.waveforms import BBHParameters, polarizations
 
@@ -81,24 +80,15 @@ def test_pool_priors_are_the_documented_ones(tmp_path):
     assert manifest["priors"]["mass_prior"] == "loguniform"
 
 
-def test_interrupted_pool_resumes_to_the_same_bytes(small_pool, tmp_path, monkeypatch):
-    calls = {"n": 0}
-    original = pool_module._Renderer.__call__
-
-    def flaky(self, index):
-        calls["n"] += 1
-        if calls["n"] > 5:
-            raise KeyboardInterrupt
-        return original(self, index)
-
-    monkeypatch.setattr(pool_module._Renderer, "__call__", flaky)
+def test_interrupted_pool_resumes_to_the_same_bytes(small_pool, tmp_path, interrupt_renders):
+    restore = interrupt_renders(5)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         make_pool(out, SMALL, seed=5, progress=False)
     assert (out / ".partial").is_dir() and not (out / "manifest.json").exists()
     with pytest.raises(PoolError, match="interrupted"):
         WaveformPool(out)
-    monkeypatch.setattr(pool_module._Renderer, "__call__", original)
+    restore()
     with pytest.raises(FileExistsError, match="other settings"):
         make_pool(out, PoolConfig(n=7, chunk=4), seed=5, progress=False)
     make_pool(out, SMALL, seed=5, progress=False)
