@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
             "With OOF predictions (oof.csv) in every run, the OOF AUC of each run and of\n"
             "the blend is reported. --stack replaces the blend by a stacker fitted on the\n"
             "runs' OOF predictions (and --stat-train/--stat-test statistics), cross-validated\n"
-            "over the runs' folds and saved as OUT's .stack.json companion."
+            "over the runs' folds and saved as OUT's .stack.json companion.\n"
+            "Each RUN's test probabilities are kept in RUN/predictions/ and reused by the\n"
+            "next submit of the same data, checkpoints and TTA (--no-prediction-cache: not)."
         ),
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories of g2res cv-train")
@@ -85,6 +87,13 @@ def add_parser(sub) -> None:
         help="probability written for sample ids absent from the cache (e.g. files dropped "
         "by preprocess --skip-bad); without it such ids are an error",
     )
+    p.add_argument(
+        "--no-prediction-cache",
+        action="store_true",
+        help="predict every RUN again and keep nothing; by default each RUN's test "
+        "probabilities are kept in RUN/predictions/ and reused by the next submit of the "
+        "same data, checkpoints, TTA and device",
+    )
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per batch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the summary as JSON")
@@ -116,6 +125,7 @@ def run(args) -> int:
         device=args.device,
         force=args.force,
         progress=not args.quiet,
+        cache_predictions=not args.no_prediction_cache,
     )
     if args.json:
         write_json(args.json, summary)

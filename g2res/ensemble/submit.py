@@ -11,6 +11,7 @@ import numpy as np
 from g2res.data.cache import Cache
 from g2res.data.layout import SAMPLE_SUBMISSION
 from g2res.ensemble import blend as blending
+from g2res.ensemble import prediction_cache as pcache
 from g2res.ensemble import stack as stacking
 from g2res.ensemble.predict import ModelLoader, find_run, predict_run, tta_transforms
 from g2res.ensemble.submission import make_submission, read_sample_submission, write_submission
@@ -61,6 +62,7 @@ def submit(
     force: bool = False,
     progress: bool = True,
     load_model: ModelLoader | None = None,
+    cache_predictions: bool = True,
     log: Callable[[str], None] | None = print,
 ) -> dict:
     """Predict the cache's test split with every run and write the blended submission.
@@ -75,12 +77,14 @@ def submit(
     the runs' test predictions and the ``stat_test`` statistics, cross-validated over
     the runs' folds and saved as ``stack_path(out)`` (``seed``: the ``hgb`` seed).
     ``cache`` None: the cache
-    named in the first run's ``config.yaml``. Every check (output file,
-    ids, OOF alignment) runs before the slow prediction. Returns a summary dict:
+    named in the first run's ``config.yaml``. With ``cache_predictions`` each run's test
+    probabilities are kept in ``RUN/predictions/`` and reused by the next submit of the
+    same data, checkpoints and TTA (:mod:`g2res.ensemble.prediction_cache`). Every check
+    (output file, ids, OOF alignment) runs before the slow prediction. Returns a summary dict:
     ``out``, ``runs``, ``tta`` (the transforms, None when the runs used different
     ones), ``tta_per_run``, ``weights``, ``oof`` (per-run and blend OOF AUC when every
     run has ``oof.csv``), ``stack`` (the stacker's inputs and cross-validated
-    metrics, or None), ``n_test``, ``n_filled``.
+    metrics, or None), ``reused_predictions`` (per run), ``n_test``, ``n_filled``.
     """
     log = log or (lambda _msg: None)
     out = Path(out)
@@ -145,12 +149,10 @@ def submit(
         oof = blending.oof_report(y, p_oof, names, method, weights)
 
     device = resolve_device(device)
-    preds = []
-    for run, t in zip(found, run_tta):
-        log(f"predicting {len(ids)} test samples with {run.name} ({len(run.checkpoints)} folds)")
-        preds.append(
-            predict_run(run, array, t, batch_size, device, progress, load_model=load_model)
-        )
+    preds, reused = _predict_runs(
+        found, run_tta, ids, array, batch_size, device, progress, load_model,
+        cache_predictions, log,
+    )  # fmt: skip
     if stacker is not None:
         final = stacker.predict(np.stack(preds, axis=1))
     else:
@@ -171,6 +173,7 @@ def submit(
         "weights": dict(zip(names, w.tolist())) if stacker is None else None,
         "oof": oof,
         "stack": None if stacker is None else {"path": str(stack_out), **stacker.to_json()},
+        "reused_predictions": dict(zip(names, reused)),
         "n_test": int(len(df)),
         "n_filled": int(len(df) - len(ids)),
     }
@@ -181,6 +184,38 @@ def submit(
         log(f"OOF AUC of the {what} blend: {oof['blend']:.4f}" + (" (in-sample)" * fit_weights))
     log(f"wrote {out} ({len(df)} rows)")
     return summary
+
+
+def _predict_runs(
+    found, run_tta, ids, array, batch_size, device, progress, load_model, keep, log
+) -> tuple[list[np.ndarray], list[bool]]:
+    """Each run's mean test probability ``(n,)``, from ``RUN/predictions/`` when ``keep``
+    and a prediction of the same data, checkpoints, TTA and device is stored there (else
+    predicted, and stored when ``keep``); and whether each was reused."""
+    digest = pcache.data_digest(ids, array) if keep else None
+    preds, reused = [], []
+    for run, t in zip(found, run_tta):
+        path = None
+        if digest is not None:
+            tta_names = [name for name, _ in tta_transforms(t)]
+            key = pcache.prediction_key(run.checkpoints, digest, tta_names, device.type, load_model)
+            path = pcache.cache_path(run.path, key)
+            probs = pcache.load_predictions(path, ids)
+            if probs is not None:
+                log(f"reusing the test predictions of {run.name} ({path})")
+                preds.append(probs)
+                reused.append(True)
+                continue
+        log(f"predicting {len(ids)} test samples with {run.name} ({len(run.checkpoints)} folds)")
+        probs = predict_run(run, array, t, batch_size, device, progress, load_model=load_model)
+        if path is not None:
+            try:
+                pcache.save_predictions(path, ids, probs)
+            except OSError as exc:  # a read-only run directory: predict again next time
+                log(f"could not keep the test predictions of {run.name} in {path}: {exc}")
+        preds.append(probs)
+        reused.append(False)
+    return preds, reused
 
 
 def _tta_per_run(found, tta, log) -> list[list[str] | None]:
