@@ -72,7 +72,9 @@ def stack_cell(
     submit_group,
 ) -> Path:
     """The saved stacker ``stack`` applied in one cell -> CELL/stack-NAME-<hash>.csv."""
-    from g2res.baselines.matched_filter import companion_path, matched_filter
+    from _stacking import coherent_companion
+
+    from g2res.baselines.matched_filter import companion_path
     from g2res.ensemble.stack import apply_saved_stack
     from g2res.utils import atomic_open
 
@@ -93,16 +95,10 @@ def stack_cell(
             raise SystemExit(f"--stack {name}: statistic {item['name']} needs the bank")
         if item["name"] == COHERENT:
             csv = folder / f"coherent_bank_{coherent}.csv"
-            if not companion_path(csv).is_file():
-                timer(
-                    "coherent bank",
-                    lambda csv=csv: matched_filter(
-                        data, cache / "psd.npz", csv, bank=bank, seed=seed, coherent=coherent
-                    ),
-                )
+            raw = coherent_companion(data, cache, csv, bank, coherent, seed, timer)
         else:
-            csv = folder / "template_bank.csv"
-        features[item["name"]] = _scores(companion_path(csv), item.get("column"), ids)
+            raw = companion_path(folder / "template_bank.csv")
+        features[item["name"]] = _scores(raw, item.get("column"), ids)
     target = apply_saved_stack(stack, features)
     with atomic_open(out, "w", newline="") as fh:
         pd.DataFrame({"id": ids, "target": target}).to_csv(fh, index=False)

@@ -68,24 +68,32 @@ def bank_on_train(data: Path, cache: Path, work: Path, bank: Path, seed: int, ti
     return companion_path(out)
 
 
+def coherent_companion(
+    data: Path, cache: Path, out: Path, bank, k: int, seed: int, timer, split: str = "test"
+) -> Path:
+    """``g2res baseline matched-filter --coherent K`` of ``split`` into ``out`` (kept when
+    its companion exists) -> the ``.raw.csv`` companion (``stat`` = coherent SNR)."""
+    from g2res.baselines.matched_filter import companion_path, matched_filter
+
+    if not companion_path(out).is_file():
+        timer(
+            f"coherent bank, {split} split",
+            lambda: matched_filter(
+                data, cache / "psd.npz", out, split=split, bank=bank, seed=seed, coherent=k
+            ),
+        )
+    return companion_path(out)
+
+
 def coherent_bank(
     data: Path, cache: Path, work: Path, bank: Path, k: int, seed: int, timer
 ) -> tuple[Path, Path, Path]:
     """The bank's coherent SNR (K best templates) on both splits -> (test submission, test
     companion, train companion) in WORKDIR/coherent_bank_K.csv, train_coherent_bank_K.csv."""
-    from g2res.baselines.matched_filter import companion_path, matched_filter
-
-    paths = {}
-    for split, prefix in (("test", ""), ("train", "train_")):
-        out = paths[split] = work / f"{prefix}coherent_bank_{k}.csv"
-        if not companion_path(out).is_file():
-            timer(
-                f"coherent bank, {split} split",
-                lambda out=out, split=split: matched_filter(
-                    data, cache / "psd.npz", out, split=split, bank=bank, seed=seed, coherent=k
-                ),
-            )
-    return paths["test"], companion_path(paths["test"]), companion_path(paths["train"])
+    test = work / f"coherent_bank_{k}.csv"
+    test_raw = coherent_companion(data, cache, test, bank, k, seed, timer)
+    train = work / f"train_coherent_bank_{k}.csv"
+    return test, test_raw, coherent_companion(data, cache, train, bank, k, seed, timer, "train")
 
 
 def stack_rows(

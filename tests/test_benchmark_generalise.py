@@ -55,15 +55,22 @@ def matrix(tiny_dataset, tiny_cache, tmp_path_factory):
     from g2res.baselines.matched_filter import companion_path, matched_filter
     from g2res.ensemble.stack import fit_stack
 
-    stats = {}
+    stats, coh = {}, {}
     for split in ("train", "test"):
         matched_filter(tiny_dataset, tiny_cache / "psd.npz", root / f"{split}_bank.csv",
                        split=split, bank=bank, progress=False)  # fmt: skip
         stats[split] = {"bank": companion_path(root / f"{split}_bank.csv")}
+        matched_filter(tiny_dataset, tiny_cache / "psd.npz", root / f"{split}_coh.csv",
+                       split=split, bank=bank, progress=False, coherent=2)  # fmt: skip
+        coh[split] = {"coherent": companion_path(root / f"{split}_coh.csv")}
     test_ids = pd.read_csv(tiny_dataset / "sample_submission.csv", dtype={"id": str})["id"]
     stack = fit_stack([root / "run" / "oof.csv"], ["tiny"], "logistic", stats["train"],
                       stats["test"], test_ids=list(test_ids))  # fmt: skip
     saved_stack = stack.save(root / "st.stack.json")
+    # and one of the run and the coherent SNR of the 2 best templates
+    stack = fit_stack([root / "run" / "oof.csv"], ["tiny"], "logistic", coh["train"],
+                      coh["test"], test_ids=list(test_ids))  # fmt: skip
+    coh_stack = stack.save(root / "stc.stack.json")
     work = root / "work"
     argv = [
         "--workdir", str(work), "--runs", f"tiny={root / 'run'}",
@@ -71,7 +78,7 @@ def matrix(tiny_dataset, tiny_cache, tmp_path_factory):
         "--n-train", "32", "--n-test-noise", "100", "--n-test-signals", "30",
         "--bank", str(bank), "--workers", "1", "--seed", "5",
         "--out", str(root / "out.json"), "--plot", str(root / "out.png"),
-        "--stack", f"st={saved_stack}",
+        "--stack", f"st={saved_stack}", "--stack", f"stc={coh_stack}", "--coherent", "2",
     ]  # fmt: skip
     return work, argv, generalise.main(argv)
 
@@ -82,7 +89,7 @@ def test_every_cell_is_scored_and_the_worst_is_the_minimum(matrix):
     assert tuple(result["cells"]) == CELLS
     for cell in result["cells"].values():
         methods = [r["method"] for r in cell["table"]]
-        assert methods == ["oracle", "template bank", "tiny", "st"]
+        assert methods == ["oracle", "template bank", "tiny", "st", "stc"]
         assert cell["ratio"]["oracle"] == pytest.approx(1.0)
         for r in cell["table"]:
             assert r["n_noise"] == 100 and r["n_signals"] == 30
@@ -124,6 +131,23 @@ def test_a_saved_stacker_is_applied_unchanged_in_every_cell(matrix):
         np.testing.assert_allclose(got.to_numpy(), 1 / (1 + np.exp(-z)), rtol=1e-9)
         assert "st" in result["cells"][name]["ratio"]
     assert result["goal"]["st"]["worst_cell"] in CELLS
+    # the coherent input is the cell's own coherent SNR (--coherent 2), filtered in the cell
+    doc = json.loads(
+        Path(
+            argv[argv.index("--stack", argv.index("--stack") + 1) + 1].split("=", 1)[1]
+        ).read_text()
+    )
+    for name in CELLS:
+        cell = work / "cells" / name
+        (csv,) = cell.glob("stack-stc-*.csv")
+        (run,) = cell.glob("runs-stc-tiny-*.csv")
+        got = pd.read_csv(csv, dtype={"id": str}).set_index("id")["target"]
+        p = pd.read_csv(run, dtype={"id": str}).set_index("id").loc[got.index, "target"]
+        coh = pd.read_csv(cell / "coherent_bank_2.raw.csv", dtype={"id": str}).set_index("id")
+        np.testing.assert_array_equal(coh["stat"], coh["coh_snr"])
+        z = doc["intercept"] + doc["coefficients"]["tiny"] * logit(p.to_numpy())
+        z = z + doc["coefficients"]["coherent"] * coh.loc[got.index, "stat"].to_numpy()
+        np.testing.assert_allclose(got.to_numpy(), 1 / (1 + np.exp(-z)), rtol=1e-9)
     with pytest.raises(SystemExit, match="only a logistic"):
         bad = work / "hgb.stack.json"
         bad.write_text(json.dumps({**doc, "stacker": "hgb"}))
