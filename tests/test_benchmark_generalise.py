@@ -111,43 +111,38 @@ def test_every_cell_is_scored_and_the_worst_is_the_minimum(matrix):
     assert Path(argv[argv.index("--plot") + 1]).stat().st_size > 10_000
 
 
+def _check_stack_formula(cell: Path, name: str, doc: dict, stat: str, raw: str) -> None:
+    """CELL/stack-NAME-*.csv is the saved logistic ``doc`` applied to the run's cell
+    submission and the ``stat`` column of CELL/``raw`` (the cell's own bank statistic)."""
+    from g2res.ensemble.stack import logit
+
+    (csv,) = cell.glob(f"stack-{name}-*.csv")
+    (run,) = cell.glob(f"runs-{name}-tiny-*.csv")
+    got = pd.read_csv(csv, dtype={"id": str}).set_index("id")["target"]
+    p = pd.read_csv(run, dtype={"id": str}).set_index("id").loc[got.index, "target"]
+    scores = pd.read_csv(cell / raw, dtype={"id": str}).set_index("id")
+    z = doc["intercept"] + doc["coefficients"]["tiny"] * logit(p.to_numpy())
+    z = z + doc["coefficients"][stat] * scores.loc[got.index, "stat"].to_numpy()
+    np.testing.assert_allclose(got.to_numpy(), 1 / (1 + np.exp(-z)), rtol=1e-9)
+
+
 @pytest.mark.slow  # ~20-30 s: a run trained, 2 cells simulated and filtered
 def test_a_saved_stacker_is_applied_unchanged_in_every_cell(matrix):
     """The stacker's cell submission is its formula on the run's cell submission and the
-    cell's bank SNR: nothing refitted; it gets its own worst cell and goal."""
-    from g2res.ensemble.stack import logit
-
+    cell's bank SNR (or the cell's coherent SNR, --coherent 2): nothing refitted; it gets
+    its own worst cell and goal."""
     work, argv, result = matrix
-    doc = json.loads(Path(argv[argv.index("--stack") + 1].split("=", 1)[1]).read_text())
+    first, second = (i + 1 for i, a in enumerate(argv) if a == "--stack")
+    doc = json.loads(Path(argv[first].split("=", 1)[1]).read_text())
+    doc_coh = json.loads(Path(argv[second].split("=", 1)[1]).read_text())
     for name in CELLS:
         cell = work / "cells" / name
-        (csv,) = cell.glob("stack-st-*.csv")
-        (run,) = cell.glob("runs-st-tiny-*.csv")
-        got = pd.read_csv(csv, dtype={"id": str}).set_index("id")["target"]
-        p = pd.read_csv(run, dtype={"id": str}).set_index("id").loc[got.index, "target"]
-        bank = pd.read_csv(cell / "template_bank.raw.csv", dtype={"id": str}).set_index("id")
-        z = doc["intercept"] + doc["coefficients"]["tiny"] * logit(p.to_numpy())
-        z = z + doc["coefficients"]["bank"] * bank.loc[got.index, "stat"].to_numpy()
-        np.testing.assert_allclose(got.to_numpy(), 1 / (1 + np.exp(-z)), rtol=1e-9)
-        assert "st" in result["cells"][name]["ratio"]
-    assert result["goal"]["st"]["worst_cell"] in CELLS
-    # the coherent input is the cell's own coherent SNR (--coherent 2), filtered in the cell
-    doc = json.loads(
-        Path(
-            argv[argv.index("--stack", argv.index("--stack") + 1) + 1].split("=", 1)[1]
-        ).read_text()
-    )
-    for name in CELLS:
-        cell = work / "cells" / name
-        (csv,) = cell.glob("stack-stc-*.csv")
-        (run,) = cell.glob("runs-stc-tiny-*.csv")
-        got = pd.read_csv(csv, dtype={"id": str}).set_index("id")["target"]
-        p = pd.read_csv(run, dtype={"id": str}).set_index("id").loc[got.index, "target"]
-        coh = pd.read_csv(cell / "coherent_bank_2.raw.csv", dtype={"id": str}).set_index("id")
+        _check_stack_formula(cell, "st", doc, "bank", "template_bank.raw.csv")
+        coh = pd.read_csv(cell / "coherent_bank_2.raw.csv")
         np.testing.assert_array_equal(coh["stat"], coh["coh_snr"])
-        z = doc["intercept"] + doc["coefficients"]["tiny"] * logit(p.to_numpy())
-        z = z + doc["coefficients"]["coherent"] * coh.loc[got.index, "stat"].to_numpy()
-        np.testing.assert_allclose(got.to_numpy(), 1 / (1 + np.exp(-z)), rtol=1e-9)
+        _check_stack_formula(cell, "stc", doc_coh, "coherent", "coherent_bank_2.raw.csv")
+        assert {"st", "stc"} <= set(result["cells"][name]["ratio"])
+    assert result["goal"]["st"]["worst_cell"] in CELLS
     with pytest.raises(SystemExit, match="only a logistic"):
         bad = work / "hgb.stack.json"
         bad.write_text(json.dumps({**doc, "stacker": "hgb"}))
