@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 GOAL_AUC_LOSS = 0.01
 GOAL_FAP = 2e-2
+NETWORK_ROWS = ("no augmentation", "augment.glitch", "gate", "gate + augment.glitch")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,6 +85,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bank", default=None, help="template bank .npz to reuse")
     p.add_argument("--no-bank", action="store_true", help="leave the bank rows (and the stack) out")
     p.add_argument("--no-stack", action="store_true", help="leave the stack row out")
+    p.add_argument(
+        "--networks",
+        nargs="+",
+        default=None,
+        choices=NETWORK_ROWS,
+        metavar="ROW",
+        help="glitchy-set network rows to train (default: all; the gated ones need --gate)",
+    )
+    p.add_argument(
+        "--stack-bank",
+        default="template bank + chisq",
+        choices=["template bank + chisq", "template bank + gate + chisq"],
+        help="the bank row whose newSNR joins the stack (+ gate: needs --gate)",
+    )
     p.add_argument(
         "--gate",
         type=float,
@@ -211,18 +226,18 @@ def main(argv=None) -> dict:
         f"augment.glitch_snr=[{args.glitch_snr[0]},{args.glitch_snr[1]}]",
     ]
     gate = [f"model.gate.threshold={args.gate}"] if args.gate > 0 else []
-    runs = {
-        "clean": (clean, clean_cache, []),
-        "no augmentation": (glitchy, glitchy_cache, []),
-        "augment.glitch": (glitchy, glitchy_cache, aug),
-    }
+    extras = {"no augmentation": [], "augment.glitch": aug}
     if gate:
-        runs.update(
-            {
-                "gate": (glitchy, glitchy_cache, gate),
-                "gate + augment.glitch": (glitchy, glitchy_cache, [*gate, *aug]),
-            }
-        )
+        extras.update({"gate": gate, "gate + augment.glitch": [*gate, *aug]})
+    chosen = args.networks or list(extras)
+    if lacking := [n for n in chosen if n not in extras]:
+        raise SystemExit(f"--networks {', '.join(lacking)}: gated rows need --gate > 0")
+    if "augment.glitch" not in chosen:
+        raise SystemExit("--networks must include augment.glitch (the goals are read off it)")
+    runs = {"clean": (clean, clean_cache, [])}
+    runs.update({n: (glitchy, glitchy_cache, extras[n]) for n in chosen})
+    if args.stack_bank not in [n for n, _, _ in bank_methods(args)]:
+        raise SystemExit(f"--stack-bank {args.stack_bank!r} needs --gate > 0")
     subs: dict[str, Path] = {}
     # method -> (glitchy test CSV, clean test CSV, column): its FAP at its clean threshold
     sources: dict[str, tuple[Path, Path, str]] = {}
@@ -234,7 +249,7 @@ def main(argv=None) -> dict:
         csv = work / f"{name}.csv"
         subs[f"g2res {label}"] = sens.train_and_submit(c, run_dirs[label], csv, timer, label)
         if label != "clean":  # the run on the clean test split: its clean-noise threshold
-            on_clean = work / f"{label.replace(' + ', '_').replace(' ', '_')}_on_clean.csv"
+            on_clean = work / f"{name}_on_clean.csv"  # named by the run: new runs miss it
             if not on_clean.is_file():
                 timer(
                     f"submit {label} on clean",
@@ -275,36 +290,39 @@ def main(argv=None) -> dict:
     }
     network = [n for n in subs if n.startswith("g2res ") and n != "g2res clean"]
     best = max(network, key=lambda n: table[n]["auc"])
-    vetoed = "template bank + chisq"
+    vetoed, gated = "template bank + chisq", "template bank + gate + chisq"
     stack_name = None
     if not args.no_bank and not args.no_stack:  # --- the best network row + the bank's newSNR
-        veto_kw = dict(bank_methods(args)[1][1])
+        sb = args.stack_bank
+        veto_kw = {n: kw for n, kw, _ in bank_methods(args)}[sb]
+        tag = "chisq" if sb == vetoed else slug(sb)
         train_raw = companion_path(
             run_bank(
                 glitchy,
                 glitchy_cache,
-                work / "bank_chisq_train.csv",
+                work / f"bank_{tag}_train.csv",
                 veto_kw,
                 saved,
                 args,
                 timer,
-                "bank train split",
+                f"bank train split ({sb})",
                 split="train",
             )
         )
         stat = {
-            split: gr.write_statistic(raw, "newsnr", work / f"newsnr_{split}.csv")
+            split: gr.write_statistic(raw, "newsnr", work / f"newsnr_{tag}_{split}.csv")
             for split, raw in (
                 ("train", train_raw),
-                ("test", sources[vetoed][0]),
-                ("clean", sources[vetoed][1]),
+                ("test", sources[sb][0]),
+                ("clean", sources[sb][1]),
             )
         }
-        stack_name = f"stack: {best} + bank newSNR"
+        stack_name = f"stack: {best} + bank newSNR" + (" (gated)" if sb == gated else "")
         run = run_dirs[best.removeprefix("g2res ")]
+        stem = f"stack-{run.name}-{tag}"
         for out, cache, test in (
-            (work / "stack.csv", glitchy_cache, stat["test"]),
-            (work / "stack_on_clean.csv", clean_cache, stat["clean"]),
+            (work / f"{stem}.csv", glitchy_cache, stat["test"]),
+            (work / f"{stem}_on_clean.csv", clean_cache, stat["clean"]),
         ):
             if not out.is_file():
                 timer(
@@ -319,8 +337,8 @@ def main(argv=None) -> dict:
                         seed=args.seed,
                     ),
                 )
-        subs[stack_name] = work / "stack.csv"
-        sources[stack_name] = (work / "stack.csv", work / "stack_on_clean.csv", "target")
+        subs[stack_name] = work / f"{stem}.csv"
+        sources[stack_name] = (work / f"{stem}.csv", work / f"{stem}_on_clean.csv", "target")
         table[stack_name] = st.score(stack_name, subs[stack_name], glitchy)
 
     rows = list(table.values())
@@ -375,6 +393,9 @@ def main(argv=None) -> dict:
             for n in dict.fromkeys(["g2res augment.glitch", best, stack_name])
             if n
         }
+    if gated in subs and stack_name:  # the strongest classical row, for the record
+        versus = compare_with(stack_name, gated, subs, glitchy)
+        verdict["vs_gated_vetoed_bank"] = {stack_name: versus}
     print(f"\nsteps (wall s): {timer.wall}\nsteps (CPU s):  {timer.cpu}")
     result = {
         "benchmark": "glitches",

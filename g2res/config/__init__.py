@@ -126,6 +126,9 @@ class ModelConfig:
     freeze: str | int | None = None  # "backbone" or number of leading stages to freeze
     bank: BankConfig = field(default_factory=BankConfig)  # the bank front-end's templates
     gate: GateConfig = field(default_factory=GateConfig)  # autogating of the input
+    # "mad": each sample's detector series over its own robust std (g2res.signal.normalise),
+    # before the gate, so a drifting noise level is not read as power; None: as cached.
+    normalise: str | None = None
 
 
 @dataclass

@@ -11,6 +11,7 @@ from g2res.config import Config, ModelConfig
 from g2res.models.heads import create_head
 from g2res.models.registry import create_model
 from g2res.signal.gate import Gate
+from g2res.signal.normalise import NORMALISATIONS, RobustNormalise
 from g2res.transforms.frontends import create_frontend
 
 __all__ = ["Classifier", "build_model", "task_model_config"]
@@ -36,8 +37,9 @@ def _no_decay(name: str, p: nn.Parameter) -> bool:
 class Classifier(nn.Module):
     """Whitened strain ``(batch, 3, time)`` -> logits ``(batch, 1)``.
 
-    Attributes: ``gate`` (optional :class:`g2res.signal.gate.Gate`, the input's first
-    step; no weights), ``frontend``, ``backbone``, ``head``, ``is_2d`` (image backbone).
+    Attributes: ``normalise`` (optional :class:`g2res.signal.normalise.RobustNormalise`,
+    the input's first step), ``gate`` (optional :class:`g2res.signal.gate.Gate`, next;
+    neither has weights), ``frontend``, ``backbone``, ``head``, ``is_2d`` (image backbone).
     ``freeze(spec)`` fixes parameters and keeps the frozen BatchNorms in eval mode
     (also after ``train()``); ``param_groups`` builds AdamW groups.
     """
@@ -50,6 +52,7 @@ class Classifier(nn.Module):
         frontend_name: str = "?",
         backbone_name: str = "?",
         gate: nn.Module | None = None,
+        normalise: nn.Module | None = None,
     ):
         super().__init__()
         f2d, b2d = bool(getattr(frontend, "is_2d", False)), bool(getattr(backbone, "is_2d", True))
@@ -66,6 +69,7 @@ class Classifier(nn.Module):
                 f"front-end {frontend_name!r} gives {f_out} channels but backbone "
                 f"{backbone_name!r} takes in_chans={b_in}"
             )
+        self.normalise = normalise
         self.gate = gate
         self.frontend = frontend
         self.backbone = backbone
@@ -75,6 +79,8 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, chan, time)`` float32 whitened strain -> ``(batch, 1)`` logits."""
+        if self.normalise is not None:
+            x = self.normalise(x)
         if self.gate is not None:
             x = self.gate(x)
         return self.head(self.backbone(self.frontend(x)))
@@ -145,7 +151,8 @@ def build_model(
 
     ``in_chans`` of the backbone defaults to the front-end's output channels;
     ``cfg.pretrained`` (a local file) loads backbone weights; ``cfg.freeze`` is applied;
-    ``cfg.gate.threshold`` set puts a :class:`~g2res.signal.gate.Gate` before the front-end.
+    ``cfg.gate.threshold`` set puts a :class:`~g2res.signal.gate.Gate` before the front-end,
+    ``cfg.normalise`` (``mad``) a :class:`~g2res.signal.normalise.RobustNormalise` first.
     """
     cfg = cfg if cfg is not None else ModelConfig()
     f_name, f_kwargs = _spec(cfg.frontend, "frontend")
@@ -157,12 +164,19 @@ def build_model(
         b_kwargs["pretrained"] = cfg.pretrained
     backbone = create_model(b_name, **b_kwargs)
     head = create_head(h_name, backbone.num_features, **h_kwargs)
-    gate = None
+    gate = normalise = None
     if cfg.gate.threshold is not None:
         gate = Gate(cfg.gate.threshold, cfg.gate.window, cfg.gate.taper, sample_rate=sample_rate)
+    if cfg.normalise is not None:
+        if cfg.normalise not in NORMALISATIONS:
+            raise ValueError(
+                f"model.normalise {cfg.normalise!r}: choose from {list(NORMALISATIONS)} or null"
+            )
+        normalise = RobustNormalise()
     model = Classifier(
-        frontend, backbone, head, frontend_name=f_name, backbone_name=b_name, gate=gate
-    )
+        frontend, backbone, head, frontend_name=f_name, backbone_name=b_name, gate=gate,
+        normalise=normalise,
+    )  # fmt: skip
     if cfg.freeze is not None:
         model.freeze(cfg.freeze)
     return model

@@ -8,6 +8,7 @@ any device and chain with ``nn.Sequential``. Numpy/scipy references live in
 
 from g2res.signal.filters import Bandpass, bandpass, butterworth_response, highpass, lowpass
 from g2res.signal.gate import Gate, gate
+from g2res.signal.normalise import RobustNormalise, robust_normalise
 from g2res.signal.psd import PSDFileError, Welch, asd, load_psd, median_bias, welch
 from g2res.signal.whiten import (
     Conditioner,
@@ -25,6 +26,7 @@ __all__ = [
     "Conditioner",
     "Gate",
     "PSDFileError",
+    "RobustNormalise",
     "Welch",
     "Whiten",
     "WhitenBandpass",
@@ -39,6 +41,7 @@ __all__ = [
     "load_psd",
     "lowpass",
     "median_bias",
+    "robust_normalise",
     "welch",
     "whiten",
     "whitening_transfer",
