@@ -16,9 +16,12 @@ Each is preprocessed with the same settings. Then on the glitchy set (test split
 4. the template bank without and with the chi-squared veto (``--chisq-bins``), with the
    autogate (``--gate``) and with both, and the exact-template oracle (``--no-bank``:
    only the oracle);
-5. a logistic stack (``g2res submit --stack``) of the network row of best AUC with the
-   vetoed bank statistic (newSNR; the bank also filters the glitchy training split for
+5. a logistic stack (``g2res submit --stack``) of the network row of best AUC (or
+   ``--stack-network``) with the vetoed bank statistic (newSNR of ``--stack-bank``: the
+   plain or the gated vetoed bank; the bank also filters the glitchy training split for
    it; ``--no-stack`` leaves it out);
+
+``--networks`` trains a subset of the glitchy-set network rows (``augment.glitch`` always).
 
 and, for reference, the recipe trained and scored on the clean set. The tables give AUC
 overall and per network-SNR bin, efficiency at 1% false-positive rate per bin, efficiency
@@ -92,6 +95,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=NETWORK_ROWS,
         metavar="ROW",
         help="glitchy-set network rows to train (default: all; the gated ones need --gate)",
+    )
+    p.add_argument(
+        "--stack-network",
+        default=None,
+        choices=NETWORK_ROWS,
+        metavar="ROW",
+        help="the network row in the stack (default: the one of best AUC)",
     )
     p.add_argument(
         "--stack-bank",
@@ -317,8 +327,11 @@ def main(argv=None) -> dict:
                 ("clean", sources[sb][1]),
             )
         }
-        stack_name = f"stack: {best} + bank newSNR" + (" (gated)" if sb == gated else "")
-        run = run_dirs[best.removeprefix("g2res ")]
+        net = f"g2res {args.stack_network}" if args.stack_network else best
+        if net not in subs:
+            raise SystemExit(f"--stack-network {args.stack_network}: not among --networks")
+        stack_name = f"stack: {net} + bank newSNR" + (" (gated)" if sb == gated else "")
+        run = run_dirs[net.removeprefix("g2res ")]
         stem = f"stack-{run.name}-{tag}"
         for out, cache, test in (
             (work / f"{stem}.csv", glitchy_cache, stat["test"]),
