@@ -76,6 +76,7 @@ def stack_cell(
 
     from g2res.baselines.matched_filter import companion_path
     from g2res.ensemble.stack import apply_saved_stack
+    from g2res.ensemble.submit import fold_predictions
     from g2res.utils import atomic_open
 
     key = hashlib.sha1(f"{stack['path']}\n{coherent}".encode()).hexdigest()[:8]
@@ -90,6 +91,10 @@ def stack_cell(
             run = Path(item["oof"]).parent
             csv = submit_group([run], cache, folder, f"{name}-{item['name']}", timer)
             features[item["name"]] = _scores(csv, "target", ids)
+            if "fold_scale" in item:  # each fold model's probabilities (kept by that submit)
+                test_ids, folds = fold_predictions(run, cache, progress=False, log=None)
+                order = pd.Series(range(len(test_ids)), index=test_ids).loc[ids].to_numpy()
+                features[item["name"]] = {k: p[order] for k, p in folds.items()}
             continue
         if bank is None:
             raise SystemExit(f"--stack {name}: statistic {item['name']} needs the bank")

@@ -78,6 +78,13 @@ def add_parser(sub) -> None:
             help=f"with --stack: scores of a statistic on the {split} split (id and snr, score "
             "or target; e.g. a matched filter's .raw.csv); repeatable, once per NAME and split",
         )
+    p.add_argument(
+        "--no-stack-fold-scale",
+        action="store_true",
+        help="with --stack: feed each run's raw logits; by default they are standardised per "
+        "fold model by the median and IQR of that fold's OOF logits (folds calibrated "
+        "apart no longer blur the run's OOF ranking)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the hgb stacker")
     p.add_argument(
         "--fill-missing",
@@ -120,6 +127,7 @@ def run(args) -> int:
         stack=args.stack,
         stat_train=parse_named_files(args.stat_train, "--stat-train"),
         stat_test=parse_named_files(args.stat_test, "--stat-test"),
+        stack_fold_scale=not args.no_stack_fold_scale,
         seed=args.seed,
         batch_size=args.batch_size,
         device=args.device,

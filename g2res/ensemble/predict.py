@@ -111,7 +111,9 @@ def predict_array(
                             f"model {k} returned {logits.shape[1]} outputs per sample under "
                             f"TTA {name!r}; expected one logit"
                         )
-                    out[k, start:stop] += torch.sigmoid(logits[:, 0]).double().cpu().numpy()
+                    # float64: a float32 sigmoid is exactly 1 beyond logit ~17, which ties
+                    # confident samples and loses the logit a stacker reads back
+                    out[k, start:stop] += torch.sigmoid(logits[:, 0].double()).cpu().numpy()
             bar.update(stop - start)
     out /= len(transforms)
     if not np.isfinite(out).all():
@@ -184,6 +186,20 @@ def predict_run(
     ``load_model(checkpoint_path, device)`` defaults to the checkpoint loader of
     :mod:`g2res.models.checkpoint`.
     """
+    return predict_run_folds(run, array, tta, batch_size, device, progress, load_model).mean(0)
+
+
+def predict_run_folds(
+    run: Run | str | os.PathLike,
+    array: np.ndarray,
+    tta: Sequence[str] | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    load_model: ModelLoader | None = None,
+) -> np.ndarray:
+    """Probability of each fold model of a run (in fold order) -> ``(folds, n)``; see
+    :func:`predict_run`."""
     run = run if isinstance(run, Run) else find_run(run)
     device = resolve_device(device) if isinstance(device, str) else device
     load_model = load_model or load_checkpoint_model
@@ -195,7 +211,6 @@ def predict_run(
             raise RuntimeError(
                 f"cannot load fold {fold} of run {run.path} ({ckpt}): {exc}"
             ) from exc
-    probs = predict_array(
+    return predict_array(
         models, array, tta, batch_size, device, progress, desc=f"predict {run.name}"
     )
-    return probs.mean(axis=0)

@@ -3,10 +3,12 @@
 Every blend, stack or benchmark row that submits a run predicts the same test split with
 the same fold models again (7,000 samples with a width-32 ResNet-1D: 8-20 min on two
 CPU cores). ``submit`` therefore stores each run's test probabilities as
-``RUN/predictions/<key>.npz`` (arrays ``ids`` and ``probs``, no pickles) and reuses them
-when the key matches. The key is a SHA-256 over everything the numbers depend on: the
-sample ids and the bytes of the array predicted, the bytes of every fold checkpoint, the
-test-time transforms, the device type (CUDA runs under autocast) and the model loader.
+``RUN/predictions/<key>.npz`` (arrays ``ids``, ``probs`` (n,), the fold models' mean, and
+``fold_probs`` (folds, n), each fold model's, which a fold-scaled stacker reads; no pickles)
+and reuses them when the key matches. The key is a SHA-256 over everything the numbers
+depend on: the sample ids and the bytes of the array predicted, the bytes of every fold
+checkpoint, the test-time transforms, the device type (CUDA runs under autocast), the model
+loader and the layout of the stored file.
 Retraining a fold, re-preprocessing the cache or changing the TTA therefore misses the
 cache; a stored file that is unreadable or does not match the ids is ignored and
 rewritten. The data digest reads the split once (about a second per GB).
@@ -24,6 +26,7 @@ import numpy as np
 from g2res.utils import atomic_path
 
 DIRNAME = "predictions"
+FORMAT = 2  # 2: fold_probs stored, float64 sigmoid
 _CHUNK_BYTES = 1 << 24
 
 
@@ -58,6 +61,7 @@ def prediction_key(
     ``loader`` (None: the checkpoint loader)."""
     loader_name = "" if loader is None else f"{loader.__module__}.{loader.__qualname__}"
     payload = {
+        "format": FORMAT,  # a new layout or numerics of the stored arrays misses old files
         "data": data,
         "folds": {str(k): _file_digest(Path(p)) for k, p in sorted(checkpoints.items())},
         "tta": list(tta),
@@ -72,17 +76,18 @@ def cache_path(run_dir: Path, key: str) -> Path:
 
 
 def load_predictions(path: Path, ids: Sequence[str]) -> np.ndarray | None:
-    """The stored probabilities ``(n,)`` at ``path`` when they exist and are for exactly
-    ``ids`` (same order) and finite in [0, 1]; None otherwise."""
+    """The stored fold probabilities ``(folds, n)`` at ``path`` when they exist and are
+    for exactly ``ids`` (same order) and finite in [0, 1]; None otherwise."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as f:
-            stored_ids, probs = f["ids"], np.asarray(f["probs"], dtype=np.float64)
+            stored_ids, probs = f["ids"], np.asarray(f["fold_probs"], dtype=np.float64)
     except (OSError, KeyError, ValueError):
         return None
     if (
-        probs.shape != (len(ids),)
+        probs.ndim != 2
+        or probs.shape[1] != len(ids)
         or stored_ids.shape != (len(ids),)
         or stored_ids.astype(str).tolist() != list(map(str, ids))
         or not np.isfinite(probs).all()
@@ -93,7 +98,10 @@ def load_predictions(path: Path, ids: Sequence[str]) -> np.ndarray | None:
     return probs
 
 
-def save_predictions(path: Path, ids: Sequence[str], probs: np.ndarray) -> None:
-    """Write ``ids`` and ``probs`` to ``path`` atomically."""
+def save_predictions(path: Path, ids: Sequence[str], fold_probs: np.ndarray) -> None:
+    """Write ``ids``, ``fold_probs`` ``(folds, n)`` and their mean ``probs`` to ``path``
+    atomically."""
+    fold_probs = np.asarray(fold_probs, np.float64)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, ids=np.asarray(list(map(str, ids))), probs=np.asarray(probs, np.float64))
+        np.savez(fh, ids=np.asarray(list(map(str, ids))), probs=fold_probs.mean(0),
+                 fold_probs=fold_probs)  # fmt: skip

@@ -17,6 +17,15 @@ probability, printed next to each input's. The stacker is then refitted on
 every OOF row and applied to the runs' test predictions (each the mean of the
 run's fold models) and to the statistics' test scores.
 
+Fold scaling (``fold_scale``, ``g2res submit --stack`` does it by default): the fold
+models of one run can differ in calibration by far more than in ranking (a fold whose
+best epoch came late puts the median logit of its validation rows at +7 where another
+puts it at -1), and pooled OOF logits of such folds rank worse than each fold does, so a
+stacker fitted on them under-weights the run. With it, each run's logits are standardised
+per fold model by the median and interquartile range of that fold's OOF logits (labels
+unused, so still leak-free): OOF row of fold k -> ``(logit - median_k) / iqr_k``; a test
+sample -> the mean over fold models k of the same of fold model k's probability.
+
 The fitted stacker is saved beside the submission (``NAME.stack.json``): inputs,
 settings, cross-validated metrics and, for ``logistic``, the coefficients and
 intercept on the raw features (no pickle). ``hgb`` is refitted from the same
@@ -71,6 +80,30 @@ def logit(p: np.ndarray) -> np.ndarray:
     """``log(p / (1 - p))`` of probabilities clipped to ``[LOGIT_EPS, 1 - LOGIT_EPS]``."""
     p = np.clip(np.asarray(p, dtype=np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
     return np.log(p) - np.log1p(-p)
+
+
+def _standardise(p: np.ndarray, median: float, iqr: float) -> np.ndarray:
+    return (logit(p) - median) / iqr
+
+
+def _scaled(p: np.ndarray, scale: Mapping[int, tuple[float, float]], folds: np.ndarray):
+    """OOF probabilities ``p`` ``(n,)`` -> logits standardised by each row's fold scale."""
+    out = np.empty(len(p))
+    for k, (median, iqr) in scale.items():
+        rows = folds == k
+        out[rows] = _standardise(p[rows], median, iqr)
+    return out
+
+
+def fold_scales(p: np.ndarray, folds: np.ndarray) -> dict[int, tuple[float, float]]:
+    """``{fold: (median, iqr)}`` of the logits of one run's OOF probabilities ``p`` (n,)
+    per fold ``folds`` (n,); an IQR of 0 (a fold that outputs one value) becomes 1."""
+    out = {}
+    for k in np.unique(folds):
+        z = logit(p[folds == k])
+        q1, med, q3 = np.percentile(z, [25, 50, 75])
+        out[int(k)] = (float(med), float(q3 - q1) if q3 > q1 else 1.0)
+    return out
 
 
 def make_stacker(kind: str = "logistic", seed: int = 0):
@@ -134,23 +167,67 @@ class Stack:
     cv: dict
     n_train: int
     inputs: list[dict] = field(default_factory=list)
+    # per run {fold: (median, iqr)} of its OOF logits when fold-scaled, else None
+    fold_scales: list[dict[int, tuple[float, float]]] | None = None
 
-    def features(self, run_probabilities: np.ndarray, split: str = "test") -> np.ndarray:
-        """``(n, runs)`` probabilities (+ the statistics of ``split``) -> ``(n, inputs)``."""
+    def features(
+        self, run_probabilities: np.ndarray, split: str = "test", folds: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``(n, runs)`` probabilities (+ the statistics of ``split``) -> ``(n, inputs)``.
+
+        A fold-scaled stacker needs ``folds`` ``(n,)`` (each row's fold, OOF rows only);
+        its test features come from :meth:`predict_folds`."""
         p = np.asarray(run_probabilities, dtype=np.float64).reshape(len(run_probabilities), -1)
         if p.shape[1] != len(self.run_names):
             raise ValueError(f"{p.shape[1]} runs' predictions for {len(self.run_names)} runs")
-        cols = [logit(p[:, k]) for k in range(p.shape[1])]
+        if self.fold_scales is None:
+            cols = [logit(p[:, k]) for k in range(p.shape[1])]
+        elif folds is None:
+            raise ValueError(
+                "a fold-scaled stacker standardises each fold model's logits: give the OOF "
+                "rows' folds, or each fold model's test probabilities to predict_folds"
+            )
+        else:
+            cols = [_scaled(p[:, k], scale, folds) for k, scale in enumerate(self.fold_scales)]
+        return self._with_statistics(cols, split, len(p))
+
+    def _with_statistics(self, cols: list[np.ndarray], split: str, n: int) -> np.ndarray:
+        """The runs' feature columns, then each statistic's of ``split`` -> ``(n, inputs)``."""
         for s in self.statistics:
             values = s.test if split == "test" else s.train
-            if len(values) != len(p):
-                raise ValueError(f"statistic {s.name}: {len(values)} {split} scores for {len(p)}")
+            if len(values) != n:
+                raise ValueError(f"statistic {s.name}: {len(values)} {split} scores for {n}")
             cols.append(_feature(values, s.transform))
         return np.stack(cols, axis=1)
 
     def predict(self, run_probabilities: np.ndarray) -> np.ndarray:
-        """Stacked probabilities ``(n_test,)`` in [0, 1]."""
+        """Stacked probabilities ``(n_test,)`` in [0, 1] from the runs' mean test
+        probabilities ``(n_test, runs)`` (not for a fold-scaled stacker)."""
         return self.model.predict_proba(self.features(run_probabilities))[:, 1]
+
+    def predict_folds(self, fold_probabilities: Sequence[Mapping[int, np.ndarray]]) -> np.ndarray:
+        """Stacked probabilities ``(n_test,)`` from each run's ``{fold: (n_test,)}`` test
+        probabilities of its fold models (a fold-scaled stacker standardises each by its
+        fold's OOF scale; otherwise the runs' mean probabilities are used)."""
+        if len(fold_probabilities) != len(self.run_names):
+            raise ValueError(
+                f"{len(fold_probabilities)} runs' predictions for {len(self.run_names)} runs"
+            )
+        if self.fold_scales is None:
+            mean = [np.mean([np.asarray(v, np.float64) for v in f.values()], axis=0)
+                    for f in fold_probabilities]  # fmt: skip
+            return self.predict(np.stack(mean, axis=1))
+        cols = []
+        for name, scale, folds in zip(self.run_names, self.fold_scales, fold_probabilities):
+            if sorted(folds) != sorted(scale):
+                raise ValueError(
+                    f"run {name}: test predictions of folds {sorted(folds)} but its OOF rows "
+                    f"come from folds {sorted(scale)}"
+                )
+            cols.append(np.mean([_standardise(folds[k], *scale[k]) for k in scale], axis=0))
+        n = len(cols[0])
+        x = self._with_statistics(cols, "test", n)
+        return self.model.predict_proba(x)[:, 1]
 
     def coefficients(self) -> tuple[dict[str, float], float] | None:
         """Logistic only: weights and intercept on the raw features (logits, statistics)."""
@@ -176,8 +253,10 @@ class Stack:
             doc["coefficients"], doc["intercept"] = coef
             doc["formula"] = (
                 "target = 1 / (1 + exp(-(intercept + sum of coefficients[name] * feature[name]))); "
-                "feature: logit of the run's probability clipped to [logit_clip, 1 - logit_clip], "
-                "or the statistic's score (transform identity) or its logit (transform logit)"
+                "feature: logit of the run's probability clipped to [logit_clip, 1 - logit_clip] "
+                "(with fold_scale: the mean over the run's fold models k of (logit of fold "
+                "model k's probability - median_k) / iqr_k), or the statistic's score "
+                "(transform identity) or its logit (transform logit)"
             )
         else:
             doc["refit"] = (
@@ -209,6 +288,7 @@ def fit_stack(
     sample_ids: Sequence[str] | None = None,
     seed: int = 0,
     fap: float = FAP,
+    fold_scale: bool = False,
 ) -> Stack:
     """Cross-validate a stacker over the runs' folds, then fit it on every OOF row.
 
@@ -218,7 +298,8 @@ def fit_stack(
     ``sample_ids``: the sample submission's ids (default ``test_ids``). Every check
     runs here, before any test prediction. ``cv`` of the result holds the stacker's
     and each input's AUC and efficiency at ``fap`` on the OOF rows (the stacker's
-    from :func:`cross_validate`).
+    from :func:`cross_validate`). ``fold_scale``: standardise each run's logits per fold
+    model (module docstring); the stacker then predicts with :meth:`Stack.predict_folds`.
     """
     if kind not in STACKERS:
         raise ValueError(f"unknown stacker {kind!r}; choose from {list(STACKERS)}")
@@ -230,10 +311,13 @@ def fit_stack(
     stats = read_statistics(
         stat_train, stat_test, ids, test_ids, test_ids if sample_ids is None else sample_ids
     )
+    scales = [fold_scales(p[:, k], folds) for k in range(p.shape[1])] if fold_scale else None
     inputs = [
         {"name": n, "kind": "run", "oof": str(o), "transform": "logit"}
         for n, o in zip(names, oof_paths)
     ]
+    for i, scale in zip(inputs, scales or []):
+        i["fold_scale"] = {str(k): {"median": m, "iqr": q} for k, (m, q) in scale.items()}
     inputs += [
         {
             "name": s.name,
@@ -255,8 +339,9 @@ def fit_stack(
         cv={},
         n_train=len(y),
         inputs=inputs,
+        fold_scales=scales,
     )
-    x = stack.features(p, split="train")
+    x = stack.features(p, split="train", folds=folds)
     cv_prob = cross_validate(x, y, folds, kind, seed)
     fold_labels = np.unique(folds)
     stack.cv = {
@@ -295,7 +380,8 @@ def apply_saved_stack(
 
     ``features``: ``{input name: (n,) values}`` for every input of the stacker, the
     runs' probabilities and the statistics' raw scores (transformed here as when it was
-    fitted). Returns stacked probabilities ``(n,)``. For a stacker fitted on one data set
+    fitted); a fold-scaled run input takes ``{fold: (n,)}``, its fold models'
+    probabilities. Returns stacked probabilities ``(n,)``. For a stacker fitted on one data set
     and scored on another (``benchmarks/generalise.py``); ``hgb`` stackers keep no
     coefficients and are refused.
     """
@@ -312,13 +398,30 @@ def apply_saved_stack(
     missing = [n for n in names if n not in features]
     if missing:
         raise ValueError(f"the stacker needs inputs {names}; missing {missing}")
-    sizes = {len(np.asarray(features[n])) for n in names}
+    columns = {}
+    for i in doc["inputs"]:
+        name, given = i["name"], features[i["name"]]
+        if "fold_scale" in i:
+            scale = {int(k): (v["median"], v["iqr"]) for k, v in i["fold_scale"].items()}
+            given = {int(k): v for k, v in given.items()} if isinstance(given, Mapping) else None
+            if given is None or sorted(given) != sorted(scale):
+                raise ValueError(
+                    f"input {name} is fold-scaled: give {{fold: probabilities}} of its fold "
+                    f"models {sorted(scale)}"
+                )
+            parts = [np.asarray(given[k], dtype=np.float64) for k in scale]
+            if not all(np.all(np.isfinite(v)) for v in parts):
+                raise ValueError(f"input {name}: scores that are NaN or infinite")
+            columns[name] = np.mean([_standardise(given[k], *scale[k]) for k in scale], axis=0)
+            continue
+        values = np.asarray(given, dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"input {name}: scores that are NaN or infinite")
+        columns[name] = _feature(values, i["transform"])
+    sizes = {len(v) for v in columns.values()}
     if len(sizes) != 1:
         raise ValueError(f"inputs of different lengths {sorted(sizes)}")
     z = np.full(sizes.pop(), float(doc["intercept"]))
-    for i in doc["inputs"]:
-        values = np.asarray(features[i["name"]], dtype=np.float64)
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"input {i['name']}: scores that are NaN or infinite")
-        z += doc["coefficients"][i["name"]] * _feature(values, i["transform"])
+    for name, column in columns.items():
+        z += doc["coefficients"][name] * column
     return 1.0 / (1.0 + np.exp(-z))

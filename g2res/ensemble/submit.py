@@ -13,7 +13,7 @@ from g2res.data.layout import SAMPLE_SUBMISSION
 from g2res.ensemble import blend as blending
 from g2res.ensemble import prediction_cache as pcache
 from g2res.ensemble import stack as stacking
-from g2res.ensemble.predict import ModelLoader, find_run, predict_run, tta_transforms
+from g2res.ensemble.predict import ModelLoader, find_run, predict_run_folds, tta_transforms
 from g2res.ensemble.submission import make_submission, read_sample_submission, write_submission
 from g2res.utils import resolve_device
 
@@ -56,6 +56,7 @@ def submit(
     stack: str | None = None,
     stat_train: Mapping[str, str | os.PathLike] | None = None,
     stat_test: Mapping[str, str | os.PathLike] | None = None,
+    stack_fold_scale: bool = True,
     seed: int = 0,
     batch_size: int = 256,
     device: str = "auto",
@@ -75,8 +76,9 @@ def submit(
     (``logistic`` or ``hgb``, :mod:`g2res.ensemble.stack`): fitted on the runs'
     OOF predictions and the ``stat_train`` statistics (``{name: csv}``), applied to
     the runs' test predictions and the ``stat_test`` statistics, cross-validated over
-    the runs' folds and saved as ``stack_path(out)`` (``seed``: the ``hgb`` seed).
-    ``cache`` None: the cache
+    the runs' folds and saved as ``stack_path(out)`` (``seed``: the ``hgb`` seed); with
+    ``stack_fold_scale`` (default) each run's logits are standardised per fold model
+    first (:mod:`g2res.ensemble.stack`). ``cache`` None: the cache
     named in the first run's ``config.yaml``. With ``cache_predictions`` each run's test
     probabilities are kept in ``RUN/predictions/`` and reused by the next submit of the
     same data, checkpoints and TTA (:mod:`g2res.ensemble.prediction_cache`). Every check
@@ -134,6 +136,7 @@ def submit(
         stacker = stacking.fit_stack(
             [r.oof_path for r in found], names, stack, stat_train, stat_test,
             test_ids=ids, sample_ids=sample["id"].astype(str).tolist(), seed=seed,
+            fold_scale=stack_fold_scale,
         )  # fmt: skip
         log(stacking.format_report(stacker.cv, stack))
     elif stat_train or stat_test:
@@ -149,12 +152,15 @@ def submit(
         oof = blending.oof_report(y, p_oof, names, method, weights)
 
     device = resolve_device(device)
-    preds, reused = _predict_runs(
+    fold_preds, reused = _predict_runs(
         found, run_tta, ids, array, batch_size, device, progress, load_model,
         cache_predictions, log,
     )  # fmt: skip
+    preds = [p.mean(axis=0) for p in fold_preds]
     if stacker is not None:
-        final = stacker.predict(np.stack(preds, axis=1))
+        final = stacker.predict_folds(
+            [dict(zip(r.checkpoints, p)) for r, p in zip(found, fold_preds)]
+        )
     else:
         final = blending.blend(np.stack(preds, axis=1), method, weights)
     df = make_submission(ids, final, sample, fill_missing)
@@ -186,12 +192,38 @@ def submit(
     return summary
 
 
+def fold_predictions(
+    run: str | os.PathLike,
+    cache: str | os.PathLike | Cache,
+    tta: Sequence[str] | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    progress: bool = True,
+    load_model: ModelLoader | None = None,
+    cache_predictions: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> tuple[list[str], dict[int, np.ndarray]]:
+    """The cache's test ids and ``{fold: (n,)}`` probabilities of each fold model of
+    ``run`` (TTA as in :func:`submit`; kept in and reused from ``RUN/predictions/``): what
+    a fold-scaled saved stacker (:func:`g2res.ensemble.stack.apply_saved_stack`) takes."""
+    log = log or (lambda _msg: None)
+    found = find_run(run)
+    cache = cache if isinstance(cache, Cache) else Cache(cache)
+    ids = cache.ids("test")
+    (t,) = _tta_per_run([found], tta, log)
+    (probs,), _ = _predict_runs(
+        [found], [t], ids, cache.array("test"), batch_size, resolve_device(device), progress,
+        load_model, cache_predictions, log,
+    )  # fmt: skip
+    return ids, dict(zip(found.checkpoints, probs))
+
+
 def _predict_runs(
     found, run_tta, ids, array, batch_size, device, progress, load_model, keep, log
 ) -> tuple[list[np.ndarray], list[bool]]:
-    """Each run's mean test probability ``(n,)``, from ``RUN/predictions/`` when ``keep``
-    and a prediction of the same data, checkpoints, TTA and device is stored there (else
-    predicted, and stored when ``keep``); and whether each was reused."""
+    """Each run's fold models' test probabilities ``(folds, n)``, from ``RUN/predictions/``
+    when ``keep`` and a prediction of the same data, checkpoints, TTA and device is stored
+    there (else predicted, and stored when ``keep``); and whether each was reused."""
     digest = pcache.data_digest(ids, array) if keep else None
     preds, reused = [], []
     for run, t in zip(found, run_tta):
@@ -207,7 +239,7 @@ def _predict_runs(
                 reused.append(True)
                 continue
         log(f"predicting {len(ids)} test samples with {run.name} ({len(run.checkpoints)} folds)")
-        probs = predict_run(run, array, t, batch_size, device, progress, load_model=load_model)
+        probs = predict_run_folds(run, array, t, batch_size, device, progress, load_model)
         if path is not None:
             try:
                 pcache.save_predictions(path, ids, probs)

@@ -79,7 +79,9 @@ def test_a_damaged_or_foreign_file_is_ignored_and_rewritten(run, fake_cache, tmp
     ids = (fake_cache["cache"] / "test_ids.txt").read_text().split()  # the cache's order
     assert pcache.load_predictions(stored, ids) is not None  # rewritten whole
     assert pcache.load_predictions(stored, ids[::-1]) is None  # other order: not ours
-    pcache.save_predictions(stored, ids, np.full(len(ids), 2.0))  # not a probability
+    pcache.save_predictions(stored, ids, np.full((2, len(ids)), 2.0))  # not a probability
+    assert pcache.load_predictions(stored, ids) is None
+    np.savez(stored, ids=np.asarray(ids), probs=np.full(len(ids), 0.5))  # no fold_probs
     assert pcache.load_predictions(stored, ids) is None
 
 

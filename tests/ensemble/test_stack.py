@@ -218,17 +218,46 @@ def test_submit_stack_end_to_end(two_runs, fake_cache, tmp_path, rng, monkeypatc
     saved = json.loads((tmp_path / "sub.stack.json").read_text())
     assert [i["name"] for i in saved["inputs"]] == ["a", "b", "mf"]
     assert saved["cv"]["stack"]["auc"] > 0.5 and set(saved["cv"]["inputs"]) == {"a", "b", "mf"}
+    # By default each fold model's logits are standardised by its fold's OOF median and IQR.
+    from g2res.data.cache import Cache
+    from g2res.ensemble.predict import find_run, predict_run_folds
+
+    cache = Cache(fake_cache["cache"])
+    order = pd.Series(range(len(cache.ids("test"))), index=cache.ids("test")).loc[sub["id"]]
+    z = np.full(len(sub), saved["intercept"])
+    for run, entry in zip(two_runs, saved["inputs"]):
+        found = find_run(run)
+        folds = predict_run_folds(found, cache.array("test"), [], device="cpu", progress=False,
+                                  load_model=load_fake)[:, order.to_numpy()]  # fmt: skip
+        oof = pd.read_csv(run / "oof.csv")
+        feature = 0.0
+        for k, p_k in zip(found.checkpoints, folds):
+            scale = entry["fold_scale"][str(k)]
+            assert scale["median"] == pytest.approx(
+                np.median(logit(oof["prediction"][oof["fold"] == k]))
+            )
+            feature = feature + (logit(p_k) - scale["median"]) / scale["iqr"] / len(folds)
+        z += saved["coefficients"][run.name] * feature
+    stat = pd.read_csv(stat_test, dtype={"id": str}).set_index("id").loc[sub["id"], "score"]
+    z += saved["coefficients"]["mf"] * stat.to_numpy()
+    np.testing.assert_allclose(sub["target"], 1 / (1 + np.exp(-z)), rtol=1e-6, atol=1e-9)
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["method"] == "stack:logistic" and summary["stack"]["stacker"] == "logistic"
+
+    # --no-stack-fold-scale: the raw logits of the runs' mean probabilities.
+    raw = tmp_path / "raw.csv"
+    assert cli.main([*argv[:6], str(raw), *argv[7:], "--no-stack-fold-scale"]) == 0
+    saved = json.loads((tmp_path / "raw.stack.json").read_text())
+    assert all("fold_scale" not in i for i in saved["inputs"])
     kw = dict(tta=[], device="cpu", progress=False, load_model=load_fake, log=None)
     z = np.full(len(sub), saved["intercept"])
     for run in two_runs:
         single = tmp_path / f"{run.name}.csv"
         submit([run], fake_cache["cache"], single, **kw)
         z += saved["coefficients"][run.name] * logit(pd.read_csv(single)["target"].to_numpy())
-    stat = pd.read_csv(stat_test, dtype={"id": str}).set_index("id").loc[sub["id"], "score"]
     z += saved["coefficients"]["mf"] * stat.to_numpy()
-    np.testing.assert_allclose(sub["target"], 1 / (1 + np.exp(-z)), rtol=1e-6, atol=1e-9)
-    summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["method"] == "stack:logistic" and summary["stack"]["stacker"] == "logistic"
+    got = read_submission(raw, sample)["target"]
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-z)), rtol=1e-6, atol=1e-9)
 
     # Existing outputs need --force; hgb writes its settings; bad combinations are refused.
     out.unlink()
@@ -243,6 +272,45 @@ def test_submit_stack_end_to_end(two_runs, fake_cache, tmp_path, rng, monkeypatc
     (two_runs[1] / "oof.csv").unlink()
     assert cli.main([*argv, "--force"]) == 1
     assert "--stack needs out-of-fold predictions" in capsys.readouterr().err
+
+
+def test_fold_scaling_undoes_folds_calibrated_apart(oof_set, rng):
+    """One run whose fold 0 model puts every logit 8 higher (and 3x wider) than the other
+    folds': each fold ranks as well as the others, but the pooled OOF logits do not. The
+    fold-scaled stacker sees through it on the OOF rows and on test predictions made with
+    the same miscalibrated fold model; the plain one does not."""
+    y, folds = oof_set["y"], oof_set["folds"]
+
+    def miscalibrated(labels, fold_zero):
+        z = 1.5 * (2 * labels - 1) + rng.normal(size=len(labels))
+        z = np.where(fold_zero, 3 * z + 8, z)
+        return 1 / (1 + np.exp(-z))
+
+    path = oof_set["run"]("shifted", miscalibrated(y, folds == 0))
+    oof = pd.read_csv(path)["prediction"].to_numpy()
+    within = np.mean([roc_auc_score(y[folds == k], oof[folds == k]) for k in range(5)])
+    pooled = roc_auc_score(y, oof)
+    assert pooled < within - 0.05  # the pooled OOF ranking is blurred
+    plain = fit_stack([path], ["shifted"], test_ids=[])
+    scaled = fit_stack([path], ["shifted"], test_ids=[], fold_scale=True)
+    assert scaled.cv["stack"]["auc"] == pytest.approx(within, abs=0.02)
+    assert scaled.cv["stack"]["auc"] > plain.cv["stack"]["auc"] + 0.04
+    # Test predictions of the five fold models, fold 0's miscalibrated as on its OOF rows.
+    y_test = (rng.uniform(size=400) < 0.5).astype(np.int64)
+    per_fold = {k: miscalibrated(y_test, np.full(400, k == 0)) for k in range(5)}
+    p = scaled.predict_folds([per_fold])
+    assert roc_auc_score(y_test, p) > 0.93
+    with pytest.raises(ValueError, match="folds"):
+        scaled.predict(np.mean(list(per_fold.values()), axis=0)[:, None])
+    with pytest.raises(ValueError, match=r"folds \[0, 1, 2, 3\]"):
+        scaled.predict_folds([{k: v for k, v in per_fold.items() if k != 4}])
+    # The saved stacker applied to the same fold predictions gives the same numbers.
+    doc = scaled.to_json()
+    assert set(doc["inputs"][0]["fold_scale"]) == {"0", "1", "2", "3", "4"}
+    np.testing.assert_allclose(stacking.apply_saved_stack(doc, {"shifted": per_fold}), p,
+                               rtol=1e-9, atol=1e-12)  # fmt: skip
+    with pytest.raises(ValueError, match="fold-scaled"):
+        stacking.apply_saved_stack(doc, {"shifted": per_fold[0]})
 
 
 def test_a_saved_logistic_stacker_applied_to_new_data_predicts_as_fitted(oof_set, rng):
