@@ -172,21 +172,10 @@ def load_checkpoint_model(path: Path, device: torch.device) -> nn.Module:
     return model
 
 
-def predict_run(
-    run: Run | str | os.PathLike,
-    array: np.ndarray,
-    tta: Sequence[str] | None = None,
-    batch_size: int = 256,
-    device: str | torch.device = "auto",
-    progress: bool = True,
-    load_model: ModelLoader | None = None,
-) -> np.ndarray:
-    """Mean probability of a run's fold models on ``array`` ``(n, 3, time)`` -> ``(n,)``.
-
-    ``load_model(checkpoint_path, device)`` defaults to the checkpoint loader of
-    :mod:`g2res.models.checkpoint`.
-    """
-    return predict_run_folds(run, array, tta, batch_size, device, progress, load_model).mean(0)
+def predict_run(run: Run | str | os.PathLike, array: np.ndarray, *args, **kwargs) -> np.ndarray:
+    """Mean probability of a run's fold models on ``array`` ``(n, 3, time)`` -> ``(n,)``
+    (arguments as :func:`predict_run_folds`)."""
+    return predict_run_folds(run, array, *args, **kwargs).mean(axis=0)
 
 
 def predict_run_folds(
@@ -198,8 +187,12 @@ def predict_run_folds(
     progress: bool = True,
     load_model: ModelLoader | None = None,
 ) -> np.ndarray:
-    """Probability of each fold model of a run (in fold order) -> ``(folds, n)``; see
-    :func:`predict_run`."""
+    """Probability of each fold model of a run (in fold order) on ``array``
+    ``(n, 3, time)`` -> ``(folds, n)``, each averaged over the identity and ``tta``.
+
+    ``load_model(checkpoint_path, device)`` defaults to the checkpoint loader of
+    :mod:`g2res.models.checkpoint`.
+    """
     run = run if isinstance(run, Run) else find_run(run)
     device = resolve_device(device) if isinstance(device, str) else device
     load_model = load_model or load_checkpoint_model
