@@ -67,9 +67,10 @@ def matrix(tiny_dataset, tiny_cache, tmp_path_factory):
     stack = fit_stack([root / "run" / "oof.csv"], ["tiny"], "logistic", stats["train"],
                       stats["test"], test_ids=list(test_ids))  # fmt: skip
     saved_stack = stack.save(root / "st.stack.json")
-    # and one of the run and the coherent SNR of the 2 best templates
+    # and one of the run (fold-scaled, as `submit --stack` fits) and the coherent SNR of
+    # the 2 best templates
     stack = fit_stack([root / "run" / "oof.csv"], ["tiny"], "logistic", coh["train"],
-                      coh["test"], test_ids=list(test_ids))  # fmt: skip
+                      coh["test"], test_ids=list(test_ids), fold_scale=True)  # fmt: skip
     coh_stack = stack.save(root / "stc.stack.json")
     work = root / "work"
     argv = [
@@ -113,15 +114,26 @@ def test_every_cell_is_scored_and_the_worst_is_the_minimum(matrix):
 
 def _check_stack_formula(cell: Path, name: str, doc: dict, stat: str, raw: str) -> None:
     """CELL/stack-NAME-*.csv is the saved logistic ``doc`` applied to the run's cell
-    submission and the ``stat`` column of CELL/``raw`` (the cell's own bank statistic)."""
+    submission (each fold model's cell predictions when fold-scaled) and the ``stat``
+    column of CELL/``raw`` (the cell's own bank statistic)."""
     from g2res.ensemble.stack import logit
+    from g2res.ensemble.submit import fold_predictions
 
     (csv,) = cell.glob(f"stack-{name}-*.csv")
     (run,) = cell.glob(f"runs-{name}-tiny-*.csv")
     got = pd.read_csv(csv, dtype={"id": str}).set_index("id")["target"]
     p = pd.read_csv(run, dtype={"id": str}).set_index("id").loc[got.index, "target"]
     scores = pd.read_csv(cell / raw, dtype={"id": str}).set_index("id")
-    z = doc["intercept"] + doc["coefficients"]["tiny"] * logit(p.to_numpy())
+    feature = logit(p.to_numpy())
+    if "fold_scale" in doc["inputs"][0]:
+        ids, folds = fold_predictions(Path(doc["inputs"][0]["oof"]).parent, cell / "cache",
+                                      progress=False, log=None)  # fmt: skip
+        order = pd.Series(range(len(ids)), index=ids).loc[got.index].to_numpy()
+        scale = doc["inputs"][0]["fold_scale"]
+        feature = np.mean([(logit(folds[int(k)][order]) - v["median"]) / v["iqr"]
+                           for k, v in scale.items()], axis=0)  # fmt: skip
+        assert not np.allclose(feature, logit(p.to_numpy()))  # scaling changes the feature
+    z = doc["intercept"] + doc["coefficients"]["tiny"] * feature
     z = z + doc["coefficients"][stat] * scores.loc[got.index, "stat"].to_numpy()
     np.testing.assert_allclose(got.to_numpy(), 1 / (1 + np.exp(-z)), rtol=1e-9)
 
