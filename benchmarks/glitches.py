@@ -137,6 +137,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="simulation processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(RESULTS / "glitches.json"))
+    p.add_argument(
+        "--plot",
+        default=str(RESULTS / "glitches.png"),
+        help="AUC and efficiency at FAP 1e-2 / 1e-3 (95%% bands) per SNR bin for every row",
+    )
     p.add_argument("overrides", nargs="*", help="further recipe overrides key=value")
     return p.parse_args(argv)  # fmt: skip
 
@@ -546,7 +551,12 @@ def main(argv=None) -> dict:
         **st.result_fields(rows, verdict, timer),
     }
     write_json(args.out, result)
-    print(f"wrote {args.out}")
+    title = (
+        f"glitchy test split ({args.glitch_share:.0%} glitched, PSD drift {args.psd_drift:g}), "
+        f"{args.approximant}; 'g2res clean' and the clean stack: the clean split"
+    )
+    st.plot(rows, args.plot, title=title)
+    print(f"wrote {args.out} and {args.plot}")
     return result
 
 
