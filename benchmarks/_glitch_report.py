@@ -115,3 +115,40 @@ def format_fap_rows(rows: dict) -> str:
             f"   [{a['boot_low']:.4f}-{a['boot_high']:.4f}] {gl}"
         )
     return "\n".join(lines)
+
+
+def where_lost(y0, p0, y1, p1, glitched) -> dict:
+    """Where a method loses AUC between the clean (``y0``, ``p0``) and the glitchy
+    (``y1``, ``p1``) test splits, which share ids, labels and order (n,); ``glitched`` (n,)
+    marks the glitchy split's samples with a glitch. AUC of:
+
+    - ``clean, unglitched ids``: the clean split, on the ids unglitched in the other;
+    - ``unglitched``: the glitchy split without its glitched samples (the drift's cost);
+    - ``+ glitched signals``: all signals vs the unglitched noise;
+    - ``+ glitched noise``: the unglitched signals vs all noise;
+    - ``all``: the whole glitchy split.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y0, y1 = np.asarray(y0), np.asarray(y1)
+    if not np.array_equal(y0, y1):
+        raise ValueError("the clean and glitchy test splits must share labels and order")
+    keep = ~np.asarray(glitched, bool)
+    parts = {
+        "clean, unglitched ids": (y0, p0, keep),
+        "unglitched": (y1, p1, keep),
+        "+ glitched signals": (y1, p1, keep | (y1 == 1)),
+        "+ glitched noise": (y1, p1, keep | (y1 == 0)),
+        "all": (y1, p1, np.ones_like(keep)),
+    }
+    return {k: float(roc_auc_score(y[m], p[m])) for k, (y, p, m) in parts.items()}
+
+
+def format_where_lost(rows: dict) -> str:
+    """One line per method of :func:`where_lost`."""
+    cols = list(next(iter(rows.values())))
+    width = max([len(k) for k in rows] + [6]) + 1
+    lines = [f"{'method':{width}s} " + " ".join(f"{c:>21s}" for c in cols)]
+    for name, r in rows.items():
+        lines.append(f"{name:{width}s} " + " ".join(f"{r[c]:21.4f}" for c in cols))
+    return "\n".join(lines)

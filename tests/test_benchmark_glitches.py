@@ -59,3 +59,24 @@ def test_auc_loss_is_paired_and_gives_each_verdict(tiny_dataset, tmp_path):
     assert loss["low"] <= loss["diff"] <= loss["high"]
     assert loss["verdict"] == "not met", loss
     assert loss["diff"] > 0.05
+
+
+def test_where_lost_puts_the_loss_on_the_glitched_samples_that_cause_it(rng):
+    import _glitch_report as gr
+
+    n = 400
+    y = np.r_[np.zeros(n // 2, int), np.ones(n // 2, int)]
+    glitched = rng.random(n) < 0.3
+    clean = y + 0.1 * rng.normal(size=n)  # separable on the clean split
+    # On the glitchy split the glitched noise samples score like signals; nothing else moves.
+    glitchy = np.where(glitched & (y == 0), 1.0 + 0.1 * rng.normal(size=n), clean)
+    got = gr.where_lost(y, clean, y, glitchy, glitched)
+    assert got["clean, unglitched ids"] == got["unglitched"] == 1.0
+    assert got["+ glitched signals"] == 1.0  # the glitched signals are not what costs
+    # A glitched noise sample outranks about half the signals: 1 - share / 2 ~ 0.85.
+    share = glitched[y == 0].mean()
+    assert got["+ glitched noise"] == pytest.approx(1 - share / 2, abs=0.03)
+    assert got["all"] == pytest.approx(got["+ glitched noise"], abs=0.03)
+    assert "+ glitched noise" in gr.format_where_lost({"m": got})
+    with pytest.raises(ValueError, match="share labels"):
+        gr.where_lost(y, clean, y[::-1], glitchy, glitched)
