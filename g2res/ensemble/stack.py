@@ -352,6 +352,7 @@ def fit_stack(
         "inputs": {i["name"]: _scores(y, x[:, k], fap) for k, i in enumerate(inputs)},
         "stack": _scores(y, cv_prob, fap),
         "stack_per_fold_auc": [auc(y[folds == k], cv_prob[folds == k]) for k in fold_labels],
+        "fold_scale": bool(fold_scale),
     }
     stack.model = make_stacker(kind, seed).fit(x, y)
     return stack
@@ -368,7 +369,13 @@ def format_report(cv: dict, kind: str) -> str:
     lines.append(f"{label:<24} {m['auc']:>8.4f} {m['efficiency']:>13.4f}")
     lines.append(
         f"({cv['n']} OOF rows, {cv['n_noise']} noise; the stacker's figures are "
-        f"cross-validated over the runs' {len(cv['folds'])} folds)"
+        f"cross-validated over the runs' {len(cv['folds'])} folds"
+        + (
+            "; the runs' rows are their logits standardised per fold"
+            if cv.get("fold_scale")
+            else ""
+        )  # fmt: skip
+        + ")"
     )
     return "\n".join(lines)
 

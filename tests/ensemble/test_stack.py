@@ -210,6 +210,7 @@ def test_submit_stack_end_to_end(two_runs, fake_cache, tmp_path, rng, monkeypatc
     assert cli.main([*argv, "--json", str(tmp_path / "s.json")]) == 0
     printed = capsys.readouterr().out
     assert "stack (logistic, CV)" in printed and "eff@FAP 0.01" in printed
+    assert "standardised per fold" in printed  # the runs' OOF figures are fold-scaled ones
     sample = read_sample_submission(fake_cache["data"] / "sample_submission.csv")
     sub = read_submission(out, sample)
     assert roc_auc_score([truth[i] for i in sub["id"]], sub["target"]) > 0.75
