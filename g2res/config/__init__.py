@@ -127,7 +127,9 @@ class ModelConfig:
     bank: BankConfig = field(default_factory=BankConfig)  # the bank front-end's templates
     gate: GateConfig = field(default_factory=GateConfig)  # autogating of the input
     # "mad": each sample's detector series over its own robust std (g2res.signal.normalise),
-    # before the gate, so a drifting noise level is not read as power; None: as cached.
+    # before the gate, so a drifting noise level is not read as power; "spectral": a scale
+    # and a spectral tilt per sample and detector fitted to the sample's own median Welch
+    # PSD and divided out (g2res.signal.normalise.SpectralNormalise); None: as cached.
     normalise: str | None = None
 
 

@@ -84,6 +84,7 @@ def load_fold_model(path: str | os.PathLike, device: str | torch.device = "cpu")
         model_cfg,
         sample_rate=float(ckpt.get("sample_rate", 2048.0)),
         n_time=int(ckpt.get("n_time", 4096)),
+        conditioning=ckpt.get("conditioning"),
     )
     try:
         model.load_state_dict(ckpt["model"])

@@ -7,11 +7,12 @@ import dataclasses
 import torch
 from torch import nn
 
+from g2res import TAPER_ALPHA
 from g2res.config import Config, ModelConfig
 from g2res.models.heads import create_head
 from g2res.models.registry import create_model
 from g2res.signal.gate import Gate
-from g2res.signal.normalise import NORMALISATIONS, RobustNormalise
+from g2res.signal.normalise import NORMALISATIONS, RobustNormalise, SpectralNormalise
 from g2res.transforms.frontends import create_frontend
 
 __all__ = ["Classifier", "build_model", "task_model_config"]
@@ -145,14 +146,20 @@ class Classifier(nn.Module):
 
 
 def build_model(
-    cfg: ModelConfig | None = None, sample_rate: float = 2048.0, n_time: int = 4096
+    cfg: ModelConfig | None = None,
+    sample_rate: float = 2048.0,
+    n_time: int = 4096,
+    conditioning: dict | None = None,
 ) -> Classifier:
     """Build the :class:`Classifier` a recipe's ``model`` section describes.
 
     ``in_chans`` of the backbone defaults to the front-end's output channels;
     ``cfg.pretrained`` (a local file) loads backbone weights; ``cfg.freeze`` is applied;
     ``cfg.gate.threshold`` set puts a :class:`~g2res.signal.gate.Gate` before the front-end,
-    ``cfg.normalise`` (``mad``) a :class:`~g2res.signal.normalise.RobustNormalise` first.
+    ``cfg.normalise`` (``mad``) a :class:`~g2res.signal.normalise.RobustNormalise` first,
+    ``spectral`` a :class:`~g2res.signal.normalise.SpectralNormalise` for the cache's
+    ``conditioning`` (:attr:`g2res.data.cache.Cache.conditioning`: bandpass and taper;
+    preprocess's defaults when None).
     """
     cfg = cfg if cfg is not None else ModelConfig()
     f_name, f_kwargs = _spec(cfg.frontend, "frontend")
@@ -172,7 +179,11 @@ def build_model(
             raise ValueError(
                 f"model.normalise {cfg.normalise!r}: choose from {list(NORMALISATIONS)} or null"
             )
-        normalise = RobustNormalise()
+        normalise = (
+            RobustNormalise()
+            if cfg.normalise == "mad"
+            else spectral_normaliser(sample_rate, n_time, conditioning)
+        )
     model = Classifier(
         frontend, backbone, head, frontend_name=f_name, backbone_name=b_name, gate=gate,
         normalise=normalise,
@@ -180,6 +191,24 @@ def build_model(
     if cfg.freeze is not None:
         model.freeze(cfg.freeze)
     return model
+
+
+def spectral_normaliser(
+    sample_rate: float, n_time: int, conditioning: dict | None = None
+) -> SpectralNormalise:
+    """The :class:`SpectralNormalise` of series conditioned as ``conditioning`` says."""
+    c = conditioning or {}
+    window = str(c.get("window", "tukey")).lower()
+    if window not in ("tukey", "boxcar", "none"):
+        raise ValueError(
+            f"model.normalise spectral: the cache's series were tapered by a {window!r} "
+            "window; it fits the untapered middle of a tukey or boxcar taper only"
+        )
+    alpha = float(c.get("window_alpha", TAPER_ALPHA)) if window == "tukey" else 0.0
+    return SpectralNormalise(
+        sample_rate, n_time, fmin=float(c.get("fmin", 20.0)), fmax=float(c.get("fmax", 500.0)),
+        filter_order=c.get("filter_order", 8), window_alpha=alpha,
+    )  # fmt: skip
 
 
 def _n_outputs(cfg: Config) -> int:

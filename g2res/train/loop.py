@@ -162,7 +162,8 @@ class FoldTrainer:
         whole = bool(init) and is_fold_checkpoint(init)
         if init and not whole:  # backbone weights (timm or torchvision style, local file)
             model_cfg = dataclasses.replace(model_cfg, pretrained=init)
-        model = build_model(model_cfg, sample_rate=self.cache.sample_rate, n_time=self.n_time)
+        model = build_model(model_cfg, sample_rate=self.cache.sample_rate, n_time=self.n_time,
+                            conditioning=self.cache.conditioning)  # fmt: skip
         if whole:
             load_pretrained(model, init)
         from g2res.transforms.bank import attach_bank  # bank front-end: the run's templates
@@ -221,6 +222,7 @@ class FoldTrainer:
             config=self.cfg.to_dict(),
             sample_rate=float(self.cache.sample_rate),
             n_time=self.n_time,
+            conditioning=self.cache.conditioning,
             task=self.task.state(),
             **extra,
         )

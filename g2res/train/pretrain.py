@@ -158,7 +158,8 @@ def pretrain(
     if model is None:
         from g2res.models import build_model
 
-        model = build_model(cfg.model, sample_rate=cache.sample_rate, n_time=n_time)
+        model = build_model(cfg.model, sample_rate=cache.sample_rate, n_time=n_time,
+                            conditioning=cache.conditioning)  # fmt: skip
     from g2res.transforms.bank import attach_bank  # bank front-end: templates beside the run
 
     attach_bank(model, cache, cfg.model.bank, cfg.seed, out, progress=progress)
@@ -260,6 +261,8 @@ def pretrain(
                 model=model.state_dict(), optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(), step=step, epoch=step, fold=None,
                 config=cfg.to_dict(), metrics=dict(val_auc=val_auc, val_loss=val_loss),
+                sample_rate=float(cache.sample_rate), n_time=n_time,
+                conditioning=cache.conditioning,
             )  # fmt: skip
             improved = not math.isnan(val_auc) and val_auc > best
             if improved or (math.isnan(val_auc) and step == inj.steps):
