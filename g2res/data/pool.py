@@ -62,6 +62,7 @@ from g2res.data.approximants import ApproximantMix, parse_approximants
 from g2res.data.waveforms import (
     F_LOWER,
     MASS_PRIORS,
+    MAX_ATTEMPTS,
     REFERENCE_DISTANCE,
     SPIN_MAX,
     draw_parameters,
@@ -75,7 +76,6 @@ ARRAY = "polarizations.npy"
 PARAMS = "params.csv"
 PARTIAL = ".partial"
 STATE = "state.json"
-MAX_ATTEMPTS = 20  # redraws when lalsimulation rejects a parameter set
 PARAM_COLUMNS = [
     "index", "mass1", "mass2", "spin1x", "spin1y", "spin1z", "spin2x", "spin2y", "spin2z",
     "inclination", "coa_phase", "f_start", "attempts",

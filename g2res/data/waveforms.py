@@ -32,6 +32,7 @@ SNR_FMIN = 20.0  # Hz, lower edge of the optimal-SNR integral
 SPIN_MAX = 0.99
 MASS_PRIORS = ("loguniform", "uniform")  # component-mass priors of draw_parameters
 REFERENCE_DISTANCE = 100.0  # Mpc, distance at which waveforms are generated before scaling
+MAX_ATTEMPTS = 20  # redraws when lalsimulation rejects a parameter set
 PAD = 1.0  # s, generated beyond each side of the window (tapered there, never inside)
 
 

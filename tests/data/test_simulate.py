@@ -363,3 +363,44 @@ def test_cli_glitch_options(tmp_path):
     assert rows.snr.between(20, 30).all()
     drift = pd.read_csv(out / "truth/psd_drift.csv")
     assert len(drift) == 6 and drift.filter(like="scale_").stack().between(0.9, 1.1).all()
+
+
+def test_rejected_source_is_redrawn_reproducibly(monkeypatch):
+    """A parameter set lalsimulation rejects is redrawn from the sample's own stream (as
+    the waveform pool does): the sample holds the next draw, the same on every run, and
+    a stream that never renders fails with lalsimulation's message."""
+    from g2res.data.waveforms import MAX_ATTEMPTS, Injector
+
+    sim = Simulator(SMALL)
+    render = Injector.render
+    rejected = []
+
+    def flaky(self, params):
+        if not rejected:  # the first draw of the sample is rejected
+            rejected.append(params.mass1)
+            raise RuntimeError("lalsimulation IMRPhenomXPHM failed: Input domain error")
+        return render(self, params)
+
+    monkeypatch.setattr(Injector, "render", flaky)
+    sample = sim.make_sample(sample_rng(3, 5), 1)
+    monkeypatch.setattr(Injector, "render", render)
+    again = sim.make_sample(sample_rng(3, 5), 1)
+    # The rejected draw is not the one written; the redrawn sample is a real signal.
+    assert sample.params.mass1 != rejected[0]
+    assert again.params.mass1 == rejected[0]  # without the rejection: the first draw
+    rng = sample_rng(3, 5)
+    sim.noise(rng)
+    sim.injector.draw(rng)
+    assert sim.injector.draw(rng).mass1 == sample.params.mass1  # the second draw
+    assert np.sum(sample.signal**2) > 0 and np.all(np.isfinite(sample.data))
+
+    calls = []
+
+    def never(self, params):
+        calls.append(1)
+        raise RuntimeError("lalsimulation SEOBNRv4_opt failed: Input domain error")
+
+    monkeypatch.setattr(Injector, "render", never)
+    with pytest.raises(RuntimeError, match="SEOBNRv4_opt failed"):
+        sim.make_sample(sample_rng(3, 5), 1)
+    assert len(calls) == MAX_ATTEMPTS
