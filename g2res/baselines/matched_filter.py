@@ -209,6 +209,8 @@ class MatchedFilter:
         sigmas from :meth:`template_spectra`) the K best templates of each sample are
         searched again coherently (:mod:`g2res.baselines.coherent`): ``coh_snr``,
         ``null_snr``, ``coh_template`` and ``coh_time`` (s, H1) of the best of them.
+        Always returned: ``marginal``, the bank-marginalised log likelihood ratio
+        :func:`marginal_statistic` of every template's statistic (newSNR^2 with the veto).
         """
         if coherent and (chisq_bins or u.dim() != 3 or sigma is None):
             raise ValueError(
@@ -222,7 +224,10 @@ class MatchedFilter:
         chunk = template_chunk(n, len(DETECTORS), d.shape[-1], self.length, limit=template_batch)
         rows = torch.arange(n, device=self.device)
         if chisq_bins:
-            best, index, lag, dets, veto, rank = self._filter_vetoed(d, u, k, chunk, chisq_bins)
+            best, index, lag, dets, veto, rank, lse = self._filter_vetoed(
+                d, u, k, chunk, chisq_bins
+            )
+            marginal = (lse - np.log(n_templates)).cpu().numpy()
         else:
             stats, lags, pers = [], [], []
             with torch.no_grad():
@@ -233,6 +238,7 @@ class MatchedFilter:
                     lags.append(lag)
                     pers.append(per)
             stat, lag, per = torch.cat(stats, 1), torch.cat(lags, 1), torch.cat(pers, 1)
+            marginal = marginal_statistic(stat)
             best, index = stat.max(1)  # first maximum: the lowest template index on ties
             if coherent:
                 coh = self._coherent(d, u, sigma, stat, lag, coherent)
@@ -242,6 +248,7 @@ class MatchedFilter:
             "snr": best.clamp(min=0).sqrt().cpu().numpy().astype(np.float64),
             "template": index.cpu().numpy(),
             "time": lag.cpu().numpy() / (self.sample_rate * self.upsample),
+            "marginal": marginal,
         }
         for j, det in enumerate(DETECTORS):
             out[f"snr_{det}"] = dets[:, j].clamp(min=0).sqrt().cpu().numpy().astype(np.float64)
@@ -291,6 +298,7 @@ class MatchedFilter:
         dets = torch.zeros((n, 3), device=self.device)
         rank = torch.full((n,), -1.0, dtype=torch.float64, device=self.device)
         veto = {key: torch.zeros((n, 3), dtype=torch.float64) for key in ("chisq_r", "newsnr")}
+        lse = torch.full((n,), float("-inf"), dtype=torch.float64, device=self.device)
         with torch.no_grad():
             for s in range(0, k.shape[-4], chunk):
                 u_chunk = u[..., s : s + chunk, :, :]
@@ -298,6 +306,7 @@ class MatchedFilter:
                 stat, lags, per = self.network(z)
                 rw = reweighted_network(d, u_chunk, z, lags, self.pool, chisq_bins)
                 value, j = rw["stat"].max(1)
+                lse = torch.logaddexp(lse, _half_logsumexp(rw["stat"]))
                 better = value > rank
                 rank = torch.where(better, value, rank)
                 for key in veto:
@@ -308,9 +317,33 @@ class MatchedFilter:
                 index = torch.where(better, j + s, index)
                 lag = torch.where(better, lags[rows, j], lag)
                 dets = torch.where(better[:, None], per[rows, j], dets)
-        return best, index, lag, dets, veto, rank
+        return best, index, lag, dets, veto, rank, lse
 
     # --- end chi-squared veto
+
+
+def _half_logsumexp(stat: torch.Tensor) -> torch.Tensor:
+    """``log sum_T exp(stat_T / 2)`` (batch,) float64 of squared statistics (batch, T)."""
+    return torch.logsumexp(stat.to(torch.float64) / 2.0, dim=1)
+
+
+def marginal_statistic(rho2: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Bank-marginalised log likelihood ratio of squared network statistics ``rho2``
+    (batch, T): ``log((1/T) sum_T exp(rho2_T / 2))`` (batch,).
+
+    ``exp(rho^2 / 2)`` is the likelihood ratio of a template whose amplitude and phase are
+    maximised in each detector; averaging it over the bank (a prior uniform over the
+    templates, which the placement spreads evenly in match) instead of taking the best
+    template adds up the evidence of every template a signal matches, where the maximum
+    keeps one and pays for the bank's look-elsewhere with noise. A loud sample is ruled
+    by its best template (``~ rho_max^2 / 2 - log T``).
+    """
+    rho2 = torch.as_tensor(rho2)
+    if rho2.dim() != 2 or rho2.shape[1] == 0:
+        raise ValueError(
+            f"rho2 must be (batch, templates) with templates >= 1, got {tuple(rho2.shape)}"
+        )
+    return (_half_logsumexp(rho2) - np.log(rho2.shape[1])).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------- command
@@ -352,6 +385,7 @@ def matched_filter(
     gate_window: float = GATE_WINDOW,
     gate_taper: float = GATE_TAPER,
     coherent: int = 0,
+    marginal: bool = False,
 ) -> pd.DataFrame:
     """``g2res baseline matched-filter``: filter every sample of ``split`` and write
 
@@ -366,8 +400,11 @@ def matched_filter(
     autogated first (:mod:`g2res.baselines.gating`; companion columns ``gated_<det>``, the
     gated share of each detector). With ``coherent`` K > 0 the K best templates of each
     sample are searched coherently and the submission ranks ``coh_snr``
-    (:mod:`g2res.baselines.coherent`). The companion's ``stat`` column is the statistic
-    the submission ranks. Returns the companion table.
+    (:mod:`g2res.baselines.coherent`). The companion's ``marginal`` column is the
+    bank-marginalised log likelihood ratio (:func:`marginal_statistic`, of newSNR^2 with
+    the veto); with ``marginal`` the submission ranks it instead of the best template's.
+    The companion's ``stat`` column is the statistic the submission ranks. Returns the
+    companion table.
     """
     from tqdm.auto import tqdm
 
@@ -379,6 +416,10 @@ def matched_filter(
     if coherent < 0 or (coherent and (chisq_bins or oracle)):
         raise ValueError(
             f"--coherent {coherent}: need K >= 0 templates, and neither --chisq nor --oracle"
+        )
+    if marginal and (coherent or oracle):
+        raise ValueError(
+            "--marginal averages over a template bank: not with --coherent or --oracle"
         )
     if chisq_bins:
         from g2res.baselines.chisq import chisq_dof
@@ -429,7 +470,10 @@ def matched_filter(
     table = pd.concat(rows, ignore_index=True)
     if the_oracle is not None:
         table = table.drop(columns="template")
-    stat = table["newsnr"] if chisq_bins else table["coh_snr"] if coherent else table["snr"]
+    if marginal:
+        stat = table["marginal"]
+    else:
+        stat = table["newsnr"] if chisq_bins else table["coh_snr"] if coherent else table["snr"]
     table["stat"] = stat
     submission = pd.DataFrame({"id": table["id"], "target": rank_probability(stat)})
     with atomic_open(raw_out, "w", newline="") as fh:

@@ -33,7 +33,11 @@ def add_parser(sub) -> None:
             "the three complex SNRs projected on the signal plane of each direction of a\n"
             "sky grid (lal's antenna patterns and delays), maximised over sky and time;\n"
             "OUT then ranks the coherent SNR (chi-squared with 4 degrees of freedom in\n"
-            "noise, not 6), and .raw.csv adds coh_snr, null_snr, coh_template, coh_time."
+            "noise, not 6), and .raw.csv adds coh_snr, null_snr, coh_template, coh_time.\n"
+            "--marginal ranks the bank-marginalised log likelihood ratio instead of the best\n"
+            "template: log of the mean over templates of exp(rho^2 / 2), rho^2 each template's\n"
+            "network statistic (newSNR^2 with --chisq). It adds up every template a signal\n"
+            "matches; .raw.csv always has it as the marginal column."
         ),
     )
     m.add_argument("data_dir", metavar="DATA_DIR", help="data set in the G2Net layout")
@@ -88,6 +92,11 @@ def add_parser(sub) -> None:
         help="rank by the coherent SNR of each sample's K best templates (0: off; not with "
         "--chisq or --oracle)",
     )  # fmt: skip
+    m.add_argument(
+        "--marginal", action="store_true",
+        help="rank by the bank-marginalised log likelihood ratio (the .raw.csv marginal "
+        "column) instead of the best template's statistic (not with --coherent or --oracle)",
+    )  # fmt: skip
     m.add_argument("--batch-size", type=int, default=8, help="samples per batch")
     m.add_argument("--template-batch", type=int, default=64, help="templates per batch")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -123,5 +132,6 @@ def run(args) -> int:
         gate_window=args.gate_window,
         gate_taper=args.gate_taper,
         coherent=args.coherent,
+        marginal=args.marginal,
     )
     return 0
