@@ -52,7 +52,14 @@ def needs_bank(stacks: dict[str, dict]) -> bool:
 
 def _scores(csv: Path, column: str | None, ids: pd.Index) -> np.ndarray:
     table = pd.read_csv(csv, dtype={"id": str}).set_index("id")
-    col = column if column in table.columns else "stat" if "stat" in table else "target"
+    if column is not None and column not in table.columns:
+        # Never another column in its place: a stacker fitted on the marginal statistic
+        # fed the network SNR would score silently wrong.
+        raise SystemExit(
+            f"{csv}: no column {column!r}, which the stacker was fitted on (a companion "
+            "made before that statistic existed: delete it to filter the cell again)"
+        )
+    col = column if column is not None else "stat" if "stat" in table else "target"
     missing = ids.difference(table.index)
     if len(missing):
         raise SystemExit(f"{csv}: {len(missing)} test ids missing (e.g. {missing[0]})")

@@ -50,6 +50,13 @@ def add_stack_args(p) -> None:
         help="with --stack: also the bank's coherent SNR of each sample's K best templates "
         "(g2res baseline matched-filter --coherent K) as a row and in the stacks",
     )
+    p.add_argument(
+        "--marginal",
+        action="store_true",
+        help="with --stack: also the bank-marginalised log likelihood ratio (the bank "
+        "companions' marginal column; g2res baseline matched-filter --marginal) as a row "
+        "and in the stacks",
+    )
 
 
 def bank_on_train(data: Path, cache: Path, work: Path, bank: Path, seed: int, timer) -> Path:
@@ -83,6 +90,33 @@ def coherent_companion(
             ),
         )
     return companion_path(out)
+
+
+def marginal_statistics(work: Path, test_raw: Path, train_raw: Path) -> tuple[Path, Path, Path]:
+    """The bank-marginalised statistic from the bank's companions -> (test submission,
+    test id,marginal CSV, train id,marginal CSV) in WORKDIR/bank_marginal*.csv."""
+    import pandas as pd
+
+    from g2res.baselines.matched_filter import rank_probability
+
+    frames = {}
+    for split, raw in (("test", test_raw), ("train", train_raw)):
+        frame = pd.read_csv(raw, dtype={"id": str})
+        if "marginal" not in frame.columns:
+            raise SystemExit(
+                f"--marginal: {raw} has no marginal column (made before the statistic "
+                f"existed); delete it and {raw.name.replace('.raw', '')} to filter again"
+            )
+        frames[split] = frame[["id", "marginal"]]
+    out = (work / "bank_marginal.csv", work / "bank_marginal.stat.csv")
+    train_out = work / "train_bank_marginal.stat.csv"
+    test = frames["test"]
+    pd.DataFrame({"id": test["id"], "target": rank_probability(test["marginal"])}).to_csv(
+        out[0], index=False
+    )
+    test.to_csv(out[1], index=False)
+    frames["train"].to_csv(train_out, index=False)
+    return out[0], out[1], train_out
 
 
 def coherent_bank(
@@ -142,6 +176,16 @@ def stack_rows(
         new = f"stack: {both} + bank SNR + coherent SNR"
         groups[new] = groups[f"stack: {both} + bank SNR"]
         named_stats[new] = {key: {**stats[key], **coh[key]} for key in ("stat_train", "stat_test")}
+    if args.marginal:
+        marg_csv, marg_test, marg_train = marginal_statistics(work, test_stat, train_stat)
+        subs[MARGINAL] = marg_csv
+        marg = {"stat_train": {"marginal": marg_train}, "stat_test": {"marginal": marg_test}}
+        for label, dirs in [(k, v) for k, v in groups.items() if k.endswith("+ bank SNR")]:
+            new = label.replace("+ bank SNR", "+ bank marginal")
+            groups[new], named_stats[new] = dirs, marg
+        new = f"stack: {both} + bank SNR + bank marginal"
+        groups[new] = groups[f"stack: {both} + bank SNR"]
+        named_stats[new] = {key: {**stats[key], **marg[key]} for key in ("stat_train", "stat_test")}
     for label, dirs in groups.items():
         stat_names = sorted(named_stats[label]["stat_train"])
         key = [str(d) for d in dirs] + ([] if stat_names == ["bank"] else stat_names)
@@ -159,7 +203,8 @@ def stack_rows(
 
 # The bank's coherent SNR is a classical statistic: a baseline row, never "the best g2res".
 COHERENT = "template bank, coherent SNR"
-BASELINES = ("oracle", "template bank", COHERENT)
+MARGINAL = "template bank, marginalised over templates"
+BASELINES = ("oracle", "template bank", COHERENT, MARGINAL)
 
 
 def best_g2res(table: list[dict], baselines=BASELINES) -> str:

@@ -253,3 +253,29 @@ def test_lines_factor_peaks_at_the_line_heights():
         half = k[np.argmin(np.abs(f - f0 - gc.LINE_WIDTH / 2))]
         assert half == pytest.approx(1 + (height - 1) / 2, rel=0.02)  # FWHM 1 Hz
     assert k[np.argmin(np.abs(f - 90.0))] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_a_stacker_statistic_is_read_from_its_own_column_or_refused(tmp_path):
+    """A cell companion without the column a stacker was fitted on (``marginal``) is an
+    error naming it, never silently replaced by the SNR; with it, that column is read.
+    ``_stacking.marginal_statistics`` writes the bank's marginal column for stacking."""
+    import _generalise_stacks as gs
+    import _stacking
+
+    ids = pd.Index(["a1", "b2", "c3"])
+    old = tmp_path / "old.raw.csv"
+    pd.DataFrame({"id": ids, "snr": [5.0, 9.0, 6.0], "stat": [5.0, 9.0, 6.0]}).to_csv(
+        old, index=False
+    )
+    with pytest.raises(SystemExit, match="no column 'marginal'"):
+        gs._scores(old, "marginal", ids)
+    with pytest.raises(SystemExit, match="no marginal column"):
+        _stacking.marginal_statistics(tmp_path, old, old)
+    new = tmp_path / "new.raw.csv"
+    marg = [1.0, 30.0, 4.0]
+    pd.DataFrame({"id": ids, "stat": [5.0, 9.0, 6.0], "marginal": marg}).to_csv(new, index=False)
+    np.testing.assert_array_equal(gs._scores(new, "marginal", ids[::-1]), marg[::-1])
+    sub, test_csv, train_csv = _stacking.marginal_statistics(tmp_path, new, new)
+    assert list(pd.read_csv(test_csv).columns) == ["id", "marginal"]
+    assert pd.read_csv(sub)["target"].rank().tolist() == pd.Series(marg).rank().tolist()
+    assert pd.read_csv(train_csv)["marginal"].tolist() == marg
