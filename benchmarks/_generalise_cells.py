@@ -332,7 +332,7 @@ def plot(
                 approximants.index(cells[worst[m]]["approximant"]),
             )
             ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="r", lw=2.5))
-        ax.set_xticks(range(na), approximants, fontsize=8)
+        ax.set_xticks(range(na), approximants, fontsize=8, rotation=20, ha="right")
         ax.set_yticks(range(nc), curves)
         ax.set_title(f"{m}: AUC / oracle AUC", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046)
