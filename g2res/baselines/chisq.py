@@ -226,3 +226,44 @@ def reweighted_network(
     chisq_r = power_chisq(d, u, lags, length, n_bins, noise_power=noise_power) / chisq_dof(n_bins)
     rho_hat = newsnr(snr, chisq_r)
     return {"stat": rho_hat.square().sum(-1), "snr": snr, "chisq_r": chisq_r, "newsnr": rho_hat}
+
+
+def filter_vetoed(mf, d: torch.Tensor, u: torch.Tensor, k: torch.Tensor, chunk: int, n_bins: int):
+    """:meth:`~g2res.baselines.matched_filter.MatchedFilter.filter`'s template loop ranking
+    by the network re-weighted SNR (it needs each chunk's complex SNR series ``z`` and
+    template spectra ``u``) for the filter ``mf``, data spectra ``d`` (batch, 3, f) and
+    correlation kernels ``k`` of ``u``.
+
+    Returns, per sample (batch,): the network statistic, template index and H1 lag of the
+    best re-weighted template, its per-detector |z|^2 (batch, 3), ``{"chisq_r", "newsnr"}``
+    (batch, 3) there, the best network newSNR^2, and ``log sum_T exp(newSNR_T^2 / 2)`` over
+    all templates (the marginal statistic before its ``- log T``).
+    """
+    from g2res.baselines.marginal import half_logsumexp
+    from g2res.signal.matched import complex_snr
+
+    n, dev = d.shape[0], mf.device
+    rows = torch.arange(n, device=dev)
+    best = torch.full((n,), -1.0, device=dev)
+    index = torch.zeros(n, dtype=torch.long, device=dev)
+    lag = torch.zeros(n, dtype=torch.long, device=dev)
+    dets = torch.zeros((n, 3), device=dev)
+    rank = torch.full((n,), -1.0, dtype=torch.float64, device=dev)
+    veto = {key: torch.zeros((n, 3), dtype=torch.float64) for key in ("chisq_r", "newsnr")}
+    lse = torch.full((n,), float("-inf"), dtype=torch.float64, device=dev)
+    with torch.no_grad():
+        for s in range(0, k.shape[-4], chunk):
+            z = complex_snr(d, k[..., s : s + chunk, :, :, :], mf.length)
+            stat, lags, per = mf.network(z)
+            rw = reweighted_network(d, u[..., s : s + chunk, :, :], z, lags, mf.pool, n_bins)
+            value, j = rw["stat"].max(1)
+            lse = torch.logaddexp(lse, half_logsumexp(rw["stat"]))
+            better = value > rank
+            rank = torch.where(better, value, rank)
+            for key in veto:
+                veto[key] = torch.where(better[:, None].cpu(), rw[key][rows, j].cpu(), veto[key])
+            best = torch.where(better, stat[rows, j], best)
+            index = torch.where(better, j + s, index)
+            lag = torch.where(better, lags[rows, j], lag)
+            dets = torch.where(better[:, None], per[rows, j], dets)
+    return best, index, lag, dets, veto, rank, lse

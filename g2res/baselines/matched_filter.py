@@ -31,6 +31,7 @@ import torch
 
 from g2res import DETECTORS
 from g2res.baselines.bank import F_LOWER, TemplateBank, stochastic_bank, whitening
+from g2res.baselines.marginal import marginal_statistic
 from g2res.baselines.oracle import Oracle  # noqa: F401 (re-exported: the command's --oracle)
 from g2res.baselines.samples import read_batch, read_sample, split_ids  # noqa: F401
 from g2res.signal.gate import GATE_TAPER, GATE_WINDOW
@@ -224,8 +225,10 @@ class MatchedFilter:
         chunk = template_chunk(n, len(DETECTORS), d.shape[-1], self.length, limit=template_batch)
         rows = torch.arange(n, device=self.device)
         if chisq_bins:
-            best, index, lag, dets, veto, rank, lse = self._filter_vetoed(
-                d, u, k, chunk, chisq_bins
+            from g2res.baselines.chisq import filter_vetoed
+
+            best, index, lag, dets, veto, rank, lse = filter_vetoed(
+                self, d, u, k, chunk, chisq_bins
             )
             marginal = (lse - np.log(n_templates)).cpu().numpy()
         else:
@@ -283,67 +286,6 @@ class MatchedFilter:
             "coh_template": top.gather(1, j[:, None])[:, 0].cpu().numpy(),
             "coh_time": pick("lag").cpu().numpy() / rate,
         }
-
-    # --- chi-squared veto (g2res.baselines.chisq): rank by the re-weighted statistic
-    def _filter_vetoed(self, d, u, k, chunk: int, chisq_bins: int):
-        """:meth:`filter`'s template loop ranking by the network re-weighted SNR, which
-        needs each chunk's complex SNR series ``z`` and template spectra ``u``."""
-        from g2res.baselines.chisq import reweighted_network
-
-        n = d.shape[0]
-        rows = torch.arange(n, device=self.device)
-        best = torch.full((n,), -1.0, device=self.device)
-        index = torch.zeros(n, dtype=torch.long, device=self.device)
-        lag = torch.zeros(n, dtype=torch.long, device=self.device)
-        dets = torch.zeros((n, 3), device=self.device)
-        rank = torch.full((n,), -1.0, dtype=torch.float64, device=self.device)
-        veto = {key: torch.zeros((n, 3), dtype=torch.float64) for key in ("chisq_r", "newsnr")}
-        lse = torch.full((n,), float("-inf"), dtype=torch.float64, device=self.device)
-        with torch.no_grad():
-            for s in range(0, k.shape[-4], chunk):
-                u_chunk = u[..., s : s + chunk, :, :]
-                z = complex_snr(d, k[..., s : s + chunk, :, :, :], self.length)
-                stat, lags, per = self.network(z)
-                rw = reweighted_network(d, u_chunk, z, lags, self.pool, chisq_bins)
-                value, j = rw["stat"].max(1)
-                lse = torch.logaddexp(lse, _half_logsumexp(rw["stat"]))
-                better = value > rank
-                rank = torch.where(better, value, rank)
-                for key in veto:
-                    veto[key] = torch.where(
-                        better[:, None].cpu(), rw[key][rows, j].cpu(), veto[key]
-                    )
-                best = torch.where(better, stat[rows, j], best)
-                index = torch.where(better, j + s, index)
-                lag = torch.where(better, lags[rows, j], lag)
-                dets = torch.where(better[:, None], per[rows, j], dets)
-        return best, index, lag, dets, veto, rank, lse
-
-    # --- end chi-squared veto
-
-
-def _half_logsumexp(stat: torch.Tensor) -> torch.Tensor:
-    """``log sum_T exp(stat_T / 2)`` (batch,) float64 of squared statistics (batch, T)."""
-    return torch.logsumexp(stat.to(torch.float64) / 2.0, dim=1)
-
-
-def marginal_statistic(rho2: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Bank-marginalised log likelihood ratio of squared network statistics ``rho2``
-    (batch, T): ``log((1/T) sum_T exp(rho2_T / 2))`` (batch,).
-
-    ``exp(rho^2 / 2)`` is the likelihood ratio of a template whose amplitude and phase are
-    maximised in each detector; averaging it over the bank (a prior uniform over the
-    templates, which the placement spreads evenly in match) instead of taking the best
-    template adds up the evidence of every template a signal matches, where the maximum
-    keeps one and pays for the bank's look-elsewhere with noise. A loud sample is ruled
-    by its best template (``~ rho_max^2 / 2 - log T``).
-    """
-    rho2 = torch.as_tensor(rho2)
-    if rho2.dim() != 2 or rho2.shape[1] == 0:
-        raise ValueError(
-            f"rho2 must be (batch, templates) with templates >= 1, got {tuple(rho2.shape)}"
-        )
-    return (_half_logsumexp(rho2) - np.log(rho2.shape[1])).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------- command
