@@ -236,10 +236,9 @@ def filter_vetoed(mf, d: torch.Tensor, u: torch.Tensor, k: torch.Tensor, chunk: 
 
     Returns, per sample (batch,): the network statistic, template index and H1 lag of the
     best re-weighted template, its per-detector |z|^2 (batch, 3), ``{"chisq_r", "newsnr"}``
-    (batch, 3) there, the best network newSNR^2, and ``log sum_T exp(newSNR_T^2 / 2)`` over
-    all templates (the marginal statistic before its ``- log T``).
+    (batch, 3) there, the best network newSNR^2, and every template's network newSNR^2
+    (batch, T) (for :func:`g2res.baselines.marginal.marginal_statistic`).
     """
-    from g2res.baselines.marginal import half_logsumexp
     from g2res.signal.matched import complex_snr
 
     n, dev = d.shape[0], mf.device
@@ -250,14 +249,14 @@ def filter_vetoed(mf, d: torch.Tensor, u: torch.Tensor, k: torch.Tensor, chunk: 
     dets = torch.zeros((n, 3), device=dev)
     rank = torch.full((n,), -1.0, dtype=torch.float64, device=dev)
     veto = {key: torch.zeros((n, 3), dtype=torch.float64) for key in ("chisq_r", "newsnr")}
-    lse = torch.full((n,), float("-inf"), dtype=torch.float64, device=dev)
+    ranks = []
     with torch.no_grad():
         for s in range(0, k.shape[-4], chunk):
             z = complex_snr(d, k[..., s : s + chunk, :, :, :], mf.length)
             stat, lags, per = mf.network(z)
             rw = reweighted_network(d, u[..., s : s + chunk, :, :], z, lags, mf.pool, n_bins)
             value, j = rw["stat"].max(1)
-            lse = torch.logaddexp(lse, half_logsumexp(rw["stat"]))
+            ranks.append(rw["stat"])
             better = value > rank
             rank = torch.where(better, value, rank)
             for key in veto:
@@ -266,4 +265,4 @@ def filter_vetoed(mf, d: torch.Tensor, u: torch.Tensor, k: torch.Tensor, chunk: 
             index = torch.where(better, j + s, index)
             lag = torch.where(better, lags[rows, j], lag)
             dets = torch.where(better[:, None], per[rows, j], dets)
-    return best, index, lag, dets, veto, rank, lse
+    return best, index, lag, dets, veto, rank, torch.cat(ranks, 1)

@@ -11,12 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["half_logsumexp", "marginal_statistic"]
-
-
-def half_logsumexp(stat: torch.Tensor) -> torch.Tensor:
-    """``log sum_T exp(stat_T / 2)`` (batch,) float64 of squared statistics (batch, T)."""
-    return torch.logsumexp(stat.to(torch.float64) / 2.0, dim=1)
+__all__ = ["marginal_statistic"]
 
 
 def marginal_statistic(rho2: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -35,4 +30,5 @@ def marginal_statistic(rho2: np.ndarray | torch.Tensor) -> np.ndarray:
         raise ValueError(
             f"rho2 must be (batch, templates) with templates >= 1, got {tuple(rho2.shape)}"
         )
-    return (half_logsumexp(rho2) - np.log(rho2.shape[1])).cpu().numpy()
+    lse = torch.logsumexp(rho2.to(torch.float64) / 2.0, dim=1)
+    return (lse - np.log(rho2.shape[1])).cpu().numpy()

@@ -227,10 +227,10 @@ class MatchedFilter:
         if chisq_bins:
             from g2res.baselines.chisq import filter_vetoed
 
-            best, index, lag, dets, veto, rank, lse = filter_vetoed(
+            best, index, lag, dets, veto, rank, ranks = filter_vetoed(
                 self, d, u, k, chunk, chisq_bins
             )
-            marginal = (lse - np.log(n_templates)).cpu().numpy()
+            marginal = marginal_statistic(ranks)
         else:
             stats, lags, pers = [], [], []
             with torch.no_grad():

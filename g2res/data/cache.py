@@ -25,10 +25,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from g2res import TAPER_ALPHA
-
 MANIFEST = "manifest.json"
 PSD_FILE = "psd.npz"
+
+
+CONDITIONING = ("fmin", "fmax", "filter_order", "window", "window_alpha")
+
+
+def conditioning_settings(settings: dict | None = None) -> dict:
+    """The whitening and bandpass keys of preprocess ``settings`` (:data:`CONDITIONING`),
+    preprocess's defaults (:class:`g2res.config.PreprocessConfig`) where one is missing."""
+    from g2res.config import PreprocessConfig
+
+    settings, defaults = settings or {}, PreprocessConfig()
+    return {key: settings.get(key, getattr(defaults, key)) for key in CONDITIONING}
 
 
 class CacheError(RuntimeError):
@@ -89,14 +99,7 @@ class Cache:
         preprocess's defaults): ``fmin``, ``fmax`` (Hz), ``filter_order``, ``window`` and
         ``window_alpha`` (the data taper). Whatever adds signals or glitches to cached
         data, or correlates templates with it, conditions them the same way."""
-        s = self.manifest.get("settings", {})
-        return {
-            "fmin": s.get("fmin", 20.0),
-            "fmax": s.get("fmax", 500.0),
-            "filter_order": s.get("filter_order", 8),
-            "window": s.get("window", "tukey"),
-            "window_alpha": s.get("window_alpha", TAPER_ALPHA),
-        }
+        return conditioning_settings(self.manifest.get("settings", {}))
 
     @property
     def data_dir(self) -> Path | None:

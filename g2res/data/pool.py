@@ -62,11 +62,11 @@ from g2res.data.approximants import ApproximantMix, parse_approximants
 from g2res.data.waveforms import (
     F_LOWER,
     MASS_PRIORS,
-    MAX_ATTEMPTS,
     REFERENCE_DISTANCE,
     SPIN_MAX,
     draw_parameters,
     polarizations,
+    render_with_redraws,
 )
 from g2res.utils import atomic_open, atomic_path, write_json
 
@@ -175,20 +175,18 @@ class _Renderer:
         rng = source_rng(self.seed, index)
         k = self.mix.choose(self.seed, index)  # no draw for a single approximant
         approximant, precessing = self.mix.names[k], self.mix.precessing[k]
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+
+        def draw():
             params = draw_parameters(rng, c.mass_range, precessing=precessing,
                                      spin_max=c.spin_max, mass_prior=c.mass_prior)  # fmt: skip
             params.distance = REFERENCE_DISTANCE
-            try:
-                hp, hc, t_first = polarizations(
-                    params, approximant, c.sample_rate, c.f_lower,
-                    duration_needed=c.pre_merger + 0.1,
-                )  # fmt: skip
-            except RuntimeError:
-                if attempt == MAX_ATTEMPTS:
-                    raise
-                continue
-            break
+            return params
+
+        params, (hp, hc, t_first), attempt = render_with_redraws(
+            draw,
+            lambda p: polarizations(p, approximant, c.sample_rate, c.f_lower,
+                                    duration_needed=c.pre_merger + 0.1),
+        )  # fmt: skip
         buffer = np.zeros((2, self.n_buffer))
         position = c.merger_index + t_first * c.sample_rate
         start = int(np.floor(position))

@@ -65,10 +65,10 @@ from g2res.data.noise import (
 )
 from g2res.data.waveforms import (
     GPS_REFERENCE,
-    MAX_ATTEMPTS,
     BBHParameters,
     Injector,
     _approximant,
+    render_with_redraws,
 )
 from g2res.utils import atomic_open, check_output_dir, save_npy, write_json
 
@@ -192,18 +192,10 @@ class Simulator:
         if not target:
             sample = Sample(noise, np.zeros_like(noise), None, {})
         else:
-            # Some approximants reject a corner of the prior (SEOBNRv4_opt: light, fast
-            # spinning binaries whose ringdown passes Nyquist); redraw from the same
-            # stream, so the sample stays reproducible, as the waveform pool does.
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                params = self.injector.draw(rng)
-                try:
-                    signal, info = self.injector.render(params)
-                except RuntimeError:
-                    if attempt == MAX_ATTEMPTS:
-                        raise
-                    continue
-                break
+            # Redrawn from the sample's own stream when rejected, so it stays reproducible.
+            params, (signal, info), _ = render_with_redraws(
+                lambda: self.injector.draw(rng), lambda p: self.injector.render(p)
+            )
             sample = Sample(noise, signal, params, info)
         sample.drift = drift
         if glitch_rng is not None and c.glitch_rate > 0:

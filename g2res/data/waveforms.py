@@ -176,6 +176,20 @@ def polarizations(
     return np.array(hp.data.data), np.array(hc.data.data), float(hp.epoch)
 
 
+def render_with_redraws(draw, render, attempts: int = MAX_ATTEMPTS):
+    """``render(draw())``, drawing again (from the same stream) while lalsimulation rejects a
+    parameter set (``RuntimeError``; SEOBNRv4_opt refuses light, fast-spinning binaries
+    whose ringdown passes Nyquist) -> (parameters, what ``render`` returned, attempts
+    used). The last rejection is raised after ``attempts`` draws."""
+    for attempt in range(1, attempts + 1):
+        params = draw()
+        try:
+            return params, render(params), attempt
+        except RuntimeError:
+            if attempt == attempts:
+                raise
+
+
 class Projector:
     """Projects h+, hx onto detectors with antenna patterns and light-travel delays.
 

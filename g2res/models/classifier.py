@@ -7,7 +7,6 @@ import dataclasses
 import torch
 from torch import nn
 
-from g2res import TAPER_ALPHA
 from g2res.config import Config, ModelConfig
 from g2res.models.heads import create_head
 from g2res.models.registry import create_model
@@ -197,17 +196,19 @@ def spectral_normaliser(
     sample_rate: float, n_time: int, conditioning: dict | None = None
 ) -> SpectralNormalise:
     """The :class:`SpectralNormalise` of series conditioned as ``conditioning`` says."""
-    c = conditioning or {}
-    window = str(c.get("window", "tukey")).lower()
+    from g2res.data.cache import conditioning_settings
+
+    c = conditioning_settings(conditioning)
+    window = str(c["window"]).lower()
     if window not in ("tukey", "boxcar", "none"):
         raise ValueError(
             f"model.normalise spectral: the cache's series were tapered by a {window!r} "
             "window; it fits the untapered middle of a tukey or boxcar taper only"
         )
-    alpha = float(c.get("window_alpha", TAPER_ALPHA)) if window == "tukey" else 0.0
+    alpha = float(c["window_alpha"]) if window == "tukey" else 0.0
     return SpectralNormalise(
-        sample_rate, n_time, fmin=float(c.get("fmin", 20.0)), fmax=float(c.get("fmax", 500.0)),
-        filter_order=c.get("filter_order", 8), window_alpha=alpha,
+        sample_rate, n_time, fmin=float(c["fmin"]), fmax=float(c["fmax"]),
+        filter_order=c["filter_order"], window_alpha=alpha,
     )  # fmt: skip
 
 
