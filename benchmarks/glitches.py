@@ -15,7 +15,8 @@ Each is preprocessed with the same settings. Then on the glitchy set (test split
    ``--gate 0`` leaves these rows out);
 4. the template bank without and with the chi-squared veto (``--chisq-bins``), with the
    autogate (``--gate``) and with both, and the exact-template oracle (``--no-bank``:
-   only the oracle);
+   only the oracle); with ``--bank-psd-var`` every bank row divides each sample's own PSD
+   variation out first (``matched-filter --psd-var``);
 5. a logistic stack (``g2res submit --stack``) of the network row of best AUC (or
    ``--stack-network``) with the vetoed bank statistic (newSNR of ``--stack-bank``: the
    plain or the gated vetoed bank; the bank also filters the glitchy training split for
@@ -94,6 +95,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--chisq-bins", type=int, default=16, help="p of the vetoed bank")
     p.add_argument("--bank", default=None, help="template bank .npz to reuse")
     p.add_argument("--no-bank", action="store_true", help="leave the bank rows (and the stack) out")
+    p.add_argument(
+        "--bank-psd-var",
+        action="store_true",
+        help="every bank row corrects each sample for its own PSD variation (matched-filter "
+        "--psd-var; the oracle stays as it is)",
+    )
     p.add_argument("--no-stack", action="store_true", help="leave the stack row out")
     p.add_argument(
         "--networks",
@@ -157,6 +164,11 @@ def slug(name: str) -> str:
     return name.replace(" + ", "_plus_").replace(" ", "_").replace("+", "plus")
 
 
+def bank_stem(name: str, args) -> str:
+    """File stem of a bank row's outputs (``--bank-psd-var`` ones apart)."""
+    return slug(name) + ("_psdvar" if args.bank_psd_var else "")
+
+
 def bank_methods(args) -> list[tuple[str, dict, str]]:
     """(row name, matched_filter keywords, .raw.csv column ranked) of the bank rows."""
     veto = {"chisq_bins": args.chisq_bins}
@@ -167,6 +179,8 @@ def bank_methods(args) -> list[tuple[str, dict, str]]:
             ("template bank + gate", gate, "snr"),
             ("template bank + gate + chisq", {**gate, **veto}, "newsnr"),
         ]
+    if args.bank_psd_var:
+        rows = [(n, {**kw, "psd_var": True}, c) for n, kw, c in rows]
     return rows
 
 
@@ -190,7 +204,7 @@ def clean_stack(clean, cache, runs, bank_row, kw, test_raw, saved, work, args, t
     from g2res.baselines.matched_filter import companion_path
     from g2res.ensemble.submit import submit
 
-    tag = slug(bank_row)
+    tag = bank_stem(bank_row, args)
     train = work / f"bank_{tag}_clean_train.csv"
     train_raw = companion_path(
         run_bank(
@@ -373,12 +387,19 @@ def main(argv=None) -> dict:
     if not args.no_bank:
         for name, kw, column in bank_methods(args):
             csv = run_bank(
-                glitchy, glitchy_cache, work / f"{slug(name)}.csv", kw, saved, args, timer, name
+                glitchy,
+                glitchy_cache,
+                work / f"{bank_stem(name, args)}.csv",
+                kw,
+                saved,
+                args,
+                timer,
+                name,
             )
             on_clean = run_bank(
                 clean,
                 clean_cache,
-                work / f"{slug(name)}_on_clean.csv",
+                work / f"{bank_stem(name, args)}_on_clean.csv",
                 kw,
                 saved,
                 args,
@@ -407,7 +428,7 @@ def main(argv=None) -> dict:
     if not args.no_bank and not args.no_stack:  # --- the best network row + the bank's newSNR
         sb = args.stack_bank
         veto_kw = {n: kw for n, kw, _ in bank_methods(args)}[sb]
-        tag = "chisq" if sb == vetoed else slug(sb)
+        tag = bank_stem("chisq" if sb == vetoed else sb, args)
         train_raw = companion_path(
             run_bank(
                 glitchy,
@@ -551,6 +572,7 @@ def main(argv=None) -> dict:
         "augment": aug,
         "gate": gate,
         "chisq_bins": args.chisq_bins,
+        "bank_psd_var": args.bank_psd_var,
         "runs": {k: [str(r) for r in v] for k, v in run_dirs.items()},
         **st.result_fields(rows, verdict, timer),
     }

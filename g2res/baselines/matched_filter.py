@@ -76,7 +76,9 @@ class MatchedFilter:
     ``psd`` (3, f) strain^2/Hz on the rfft grid of ``n_samples`` at ``sample_rate`` Hz;
     ``fmin``/``fmax`` Hz bound the inner products; ``upsample`` refines the lag grid;
     ``gate`` (sigmas; None: off) autogates the whitened data first
-    (:mod:`g2res.baselines.gating`, half-width ``gate_window`` s, tapers ``gate_taper`` s).
+    (:mod:`g2res.baselines.gating`, half-width ``gate_window`` s, tapers ``gate_taper`` s);
+    ``psd_var`` divides each sample's own PSD variation (a scale and a tilt per detector,
+    :mod:`g2res.baselines.psdvar`) out of its whitened data before that.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class MatchedFilter:
         gate: float | None = None,
         gate_window: float = GATE_WINDOW,
         gate_taper: float = GATE_TAPER,
+        psd_var: bool = False,
     ):
         from g2res.signal.windows import window_array
 
@@ -115,14 +118,24 @@ class MatchedFilter:
                              "s: need a positive threshold and lengths >= 0")  # fmt: skip
         self.gate = (gate, gate_window, gate_taper) if gate is not None else None
         self.gated_fraction: np.ndarray | None = None  # (batch, 3) of the last data_spectra
+        self.psd_var = None
+        if psd_var:
+            from g2res.baselines.psdvar import PsdVariation
+
+            band = (self.weight != 0).any(0)
+            self.psd_var = PsdVariation(band, self.sample_rate, self.n_samples, taper_alpha)
+        self.variation: np.ndarray | None = None  # (batch, 3) of the last data_spectra
 
     def data_spectra(self, x: np.ndarray) -> torch.Tensor:
         """Tapered, whitened spectra (batch, 3, f) complex64, scaled so that noise has
-        E|.|^2 = 2 per frequency in the band (``x`` (batch, 3, n) strain); gated when
-        ``gate`` is set (``gated_fraction`` (batch, 3) then holds the gated shares)."""
+        E|.|^2 = 2 per frequency in the band (``x`` (batch, 3, n) strain); corrected for
+        the sample's PSD variation with ``psd_var`` (``variation`` (batch, 3)) and gated
+        when ``gate`` is set (``gated_fraction`` (batch, 3) then holds the gated shares)."""
         spec = np.fft.rfft(np.asarray(x, dtype=np.float64) * self.taper, axis=-1)
         # rfft / fs approximates the Fourier transform; times sqrt(4 df) / sqrt(S).
         spec = spec * self.weight * np.sqrt(4.0 / (self.sample_rate * self.n_samples))
+        if self.psd_var is not None:  # before the gate, whose threshold is in noise sigmas
+            spec, self.variation = self.psd_var(spec)
         if self.gate is not None:
             from g2res.baselines.gating import gate_spectra
 
@@ -257,6 +270,8 @@ class MatchedFilter:
             out[f"snr_{det}"] = dets[:, j].clamp(min=0).sqrt().cpu().numpy().astype(np.float64)
             if self.gate is not None:
                 out[f"gated_{det}"] = self.gated_fraction[:, j]
+            if self.psd_var is not None:
+                out[f"psd_var_{det}"] = self.variation[:, j]
         if coherent:
             out.update(coh)
         if veto is not None:  # --- chi-squared veto
@@ -328,6 +343,7 @@ def matched_filter(
     gate_taper: float = GATE_TAPER,
     coherent: int = 0,
     marginal: bool = False,
+    psd_var: bool = False,
 ) -> pd.DataFrame:
     """``g2res baseline matched-filter``: filter every sample of ``split`` and write
 
@@ -340,7 +356,9 @@ def matched_filter(
     submission ranks the network re-weighted SNR (companion columns ``newsnr``,
     ``chisq_r_<det>``, ``newsnr_<det>``). With ``gate`` (sigmas) the whitened data are
     autogated first (:mod:`g2res.baselines.gating`; companion columns ``gated_<det>``, the
-    gated share of each detector). With ``coherent`` K > 0 the K best templates of each
+    gated share of each detector). With ``psd_var`` each sample's PSD variation (a scale
+    and a tilt per detector) is divided out of its whitened data first (companion columns
+    ``psd_var_<det>``). With ``coherent`` K > 0 the K best templates of each
     sample are searched coherently and the submission ranks ``coh_snr``
     (:mod:`g2res.baselines.coherent`). The companion's ``marginal`` column is the
     bank-marginalised log likelihood ratio (:func:`marginal_statistic`, of newSNR^2 with
@@ -371,7 +389,8 @@ def matched_filter(
     dev = resolve_device(device)
     filt_psd = load_filter_psd(psd)
     mf = MatchedFilter(filt_psd, taper_alpha=taper_alpha, device=dev, gate=gate,
-                       gate_window=gate_window, gate_taper=gate_taper)  # fmt: skip
+                       gate_window=gate_window, gate_taper=gate_taper,
+                       psd_var=psd_var)  # fmt: skip
 
     the_oracle = Oracle(data_dir, seed) if oracle else None
     templates = kernels = None

@@ -29,6 +29,10 @@ def add_parser(sub) -> None:
             "--gate S autogates the whitened data first (as PyCBC's autogating and the\n"
             "model's model.gate): excursions beyond S robust sigmas are zeroed over\n"
             "+/- --gate-window s with Hann tapers of --gate-taper s.\n"
+            "--psd-var divides each sample's own PSD variation out of its whitened data\n"
+            "(before the gate): a scale and a spectral tilt per detector fitted to the\n"
+            "sample's median Welch PSD over --psd's, as PyCBC's PSD-variation statistic, so\n"
+            "a detector noisier than the average PSD no longer raises its SNRs.\n"
             "--coherent K searches the K best templates of each sample again coherently:\n"
             "the three complex SNRs projected on the signal plane of each direction of a\n"
             "sky grid (lal's antenna patterns and delays), maximised over sky and time;\n"
@@ -88,6 +92,11 @@ def add_parser(sub) -> None:
     )
     m.add_argument("--gate-taper", type=float, default=0.05, metavar="S", help="s, gate tapers")
     m.add_argument(
+        "--psd-var", action="store_true",
+        help="correct each sample for its own PSD variation (scale and tilt per detector; "
+        "adds psd_var_<det>, its noise power over --psd's, to the .raw.csv)",
+    )  # fmt: skip
+    m.add_argument(
         "--coherent", type=int, default=0, metavar="K",
         help="rank by the coherent SNR of each sample's K best templates (0: off; not with "
         "--chisq or --oracle)",
@@ -133,5 +142,6 @@ def run(args) -> int:
         gate_taper=args.gate_taper,
         coherent=args.coherent,
         marginal=args.marginal,
+        psd_var=args.psd_var,
     )
     return 0

@@ -99,4 +99,9 @@ def setup(device_name: str = "auto") -> tuple[Dist, torch.device]:
 def teardown(d: Dist) -> None:
     """Leave the process group if :func:`setup` created it."""
     if d.owns_group and dist.is_initialized():
+        import gc
+
+        # DDP reducers of finished folds hold the group and pending work: free them while
+        # the group is alive, not in the interpreter's finalisation.
+        gc.collect()
         dist.destroy_process_group()
