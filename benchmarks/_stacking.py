@@ -51,6 +51,13 @@ def add_stack_args(p) -> None:
         "(g2res baseline matched-filter --coherent K) as a row and in the stacks",
     )
     p.add_argument(
+        "--time-window",
+        action="store_true",
+        help="with --stack: also the bank with a merger-time window estimated from the train "
+        "split's bank statistics (g2res baseline matched-filter --time-window-from) as a row "
+        "and in the stacks",
+    )
+    p.add_argument(
         "--marginal",
         action="store_true",
         help="with --stack: also the bank-marginalised log likelihood ratio (the bank "
@@ -119,6 +126,36 @@ def marginal_statistics(work: Path, test_raw: Path, train_raw: Path) -> tuple[Pa
     return out[0], out[1], train_out
 
 
+def windowed_bank(
+    data: Path, cache: Path, work: Path, bank: Path, train_raw: Path, seed: int, timer
+) -> tuple[Path, Path, Path, tuple[float, float]]:
+    """The bank with the merger-time window that the train split's bank statistics give
+    (``train_raw``, the unwindowed companion) on both splits -> (test submission, test
+    companion, train companion, window (s)) in WORKDIR/bank_window.csv, train_bank_window.csv."""
+    from g2res.baselines.matched_filter import (
+        N_SAMPLES,
+        SAMPLE_RATE,
+        companion_path,
+        matched_filter,
+    )
+    from g2res.baselines.time_window import estimate_time_window
+    from g2res.data.layout import TRAIN_LABELS
+
+    window = estimate_time_window(train_raw, data / TRAIN_LABELS, duration=N_SAMPLES / SAMPLE_RATE)
+    print(f"merger-time window from the train split: {window[0]:.3f}-{window[1]:.3f} s")
+    outs = {"test": work / "bank_window.csv", "train": work / "train_bank_window.csv"}
+    for split, out in outs.items():
+        if not companion_path(out).is_file():
+            timer(
+                f"template bank, merger-time window, {split} split",
+                lambda out=out, split=split: matched_filter(
+                    data, cache / "psd.npz", out, split=split, bank=bank, seed=seed,
+                    time_window=window,
+                ),
+            )  # fmt: skip
+    return outs["test"], companion_path(outs["test"]), companion_path(outs["train"]), window
+
+
 def coherent_bank(
     data: Path, cache: Path, work: Path, bank: Path, k: int, seed: int, timer
 ) -> tuple[Path, Path, Path]:
@@ -176,16 +213,26 @@ def stack_rows(
         new = f"stack: {both} + bank SNR + coherent SNR"
         groups[new] = groups[f"stack: {both} + bank SNR"]
         named_stats[new] = {key: {**stats[key], **coh[key]} for key in ("stat_train", "stat_test")}
+    variants = []  # (row, stat name, label in the stacks, test submission, test, train)
     if args.marginal:
         marg_csv, marg_test, marg_train = marginal_statistics(work, test_stat, train_stat)
-        subs[MARGINAL] = marg_csv
-        marg = {"stat_train": {"marginal": marg_train}, "stat_test": {"marginal": marg_test}}
+        variants.append((MARGINAL, "marginal", "bank marginal", marg_csv, marg_test, marg_train))
+    if args.time_window:
+        win_csv, win_test, win_train, _ = windowed_bank(
+            data, cache, work, bank, train_stat, args.seed, timer
+        )
+        variants.append(
+            (WINDOWED, "bank_window", "windowed bank SNR", win_csv, win_test, win_train)
+        )
+    for row, name, short, csv, test_raw, train_raw in variants:
+        subs[row] = csv
+        new_stats = {"stat_train": {name: train_raw}, "stat_test": {name: test_raw}}
         for label, dirs in [(k, v) for k, v in groups.items() if k.endswith("+ bank SNR")]:
-            new = label.replace("+ bank SNR", "+ bank marginal")
-            groups[new], named_stats[new] = dirs, marg
-        new = f"stack: {both} + bank SNR + bank marginal"
+            new = label.replace("+ bank SNR", f"+ {short}")
+            groups[new], named_stats[new] = dirs, new_stats
+        new = f"stack: {both} + bank SNR + {short}"
         groups[new] = groups[f"stack: {both} + bank SNR"]
-        named_stats[new] = {key: {**stats[key], **marg[key]} for key in ("stat_train", "stat_test")}
+        named_stats[new] = {key: {**stats[key], **new_stats[key]} for key in new_stats}
     for label, dirs in groups.items():
         stat_names = sorted(named_stats[label]["stat_train"])
         key = [str(d) for d in dirs] + ([] if stat_names == ["bank"] else stat_names)
@@ -204,7 +251,8 @@ def stack_rows(
 # The bank's coherent SNR is a classical statistic: a baseline row, never "the best g2res".
 COHERENT = "template bank, coherent SNR"
 MARGINAL = "template bank, marginalised over templates"
-BASELINES = ("oracle", "template bank", COHERENT, MARGINAL)
+WINDOWED = "template bank, merger-time window"
+BASELINES = ("oracle", "template bank", COHERENT, MARGINAL, WINDOWED)
 
 
 def best_g2res(table: list[dict], baselines=BASELINES) -> str:

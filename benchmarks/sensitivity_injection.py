@@ -193,8 +193,9 @@ def main(argv=None) -> dict:
         run_dirs += fe_runs.values()
 
     table = [st.score(name, csv, data) for name, csv in subs.items()]
-    order = {"oracle": 0, "template bank": 1, _stacking.COHERENT: 2, _stacking.MARGINAL: 3}
-    table.sort(key=lambda r: order.get(r["method"], 3))
+    order = {"oracle": 0, "template bank": 1}
+    order.update({name: 2 for name in _stacking.BASELINES[2:]})
+    table.sort(key=lambda r: order.get(r["method"], 3))  # baselines first, stable
     best = _stacking.best_g2res(table) if args.stack else label
     verdict = report(table, best, subs=subs, data=data, goal_ratio=args.goal_ratio)
     if args.stack and not args.no_bank:

@@ -196,3 +196,29 @@ def _window(series: torch.Tensor, start: torch.Tensor, width: int, extra: int) -
     n_lags = series.shape[-1]
     idx = torch.remainder(start + torch.arange(width + extra, device=series.device), n_lags)
     return series.gather(-1, idx).unfold(-1, width, 1)
+
+
+def search_best_templates(mf, d, u, sigma, stat: torch.Tensor, lag: torch.Tensor, k: int) -> dict:
+    """The coherent search of :meth:`MatchedFilter.filter` (``mf``) over the ``k`` best
+    templates of each sample: data spectra ``d`` (batch, 3, f), template spectra ``u``
+    (T, 3, f) and sigmas (T, 3), ``stat`` and ``lag`` (batch, T) the templates' incoherent
+    statistics and H1 peak lags. Returns numpy (batch,) ``coh_snr``, ``null_snr``,
+    ``coh_template`` and ``coh_time`` (s, H1) of the best of them."""
+    from g2res.signal.matched import complex_snr
+
+    rate = mf.sample_rate * mf.upsample
+    k = min(int(k), stat.shape[1])
+    top = stat.topk(k, dim=1).indices  # (batch, k)
+    with torch.no_grad():
+        z = complex_snr(d, mf.kernels(u[top]), mf.length)  # (batch, k, 3, lags)
+        sig = torch.as_tensor(np.asarray(sigma), dtype=torch.float32, device=mf.device)
+        res = coherent_snr(z, lag.gather(1, top), sig[top], sky_grid(rate),
+                           int(np.ceil(HALF_WIDTH * rate)))  # fmt: skip
+    best, j = res["coh"].max(1)
+    pick = lambda key: res[key].gather(1, j[:, None])[:, 0]  # noqa: E731
+    return {
+        "coh_snr": best.clamp(min=0).sqrt().cpu().numpy().astype(np.float64),
+        "null_snr": pick("null").clamp(min=0).sqrt().cpu().numpy().astype(np.float64),
+        "coh_template": top.gather(1, j[:, None])[:, 0].cpu().numpy(),
+        "coh_time": pick("lag").cpu().numpy() / rate,
+    }

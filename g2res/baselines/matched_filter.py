@@ -78,7 +78,9 @@ class MatchedFilter:
     ``gate`` (sigmas; None: off) autogates the whitened data first
     (:mod:`g2res.baselines.gating`, half-width ``gate_window`` s, tapers ``gate_taper`` s);
     ``psd_var`` divides each sample's own PSD variation (a scale and a tilt per detector,
-    :mod:`g2res.baselines.psdvar`) out of its whitened data before that.
+    :mod:`g2res.baselines.psdvar`) out of its whitened data before that; ``time_window``
+    (start, end) s keeps the network statistic's H1 lags (merger times) within it
+    (:mod:`g2res.baselines.time_window`; None: every lag).
     """
 
     def __init__(
@@ -96,7 +98,9 @@ class MatchedFilter:
         gate_window: float = GATE_WINDOW,
         gate_taper: float = GATE_TAPER,
         psd_var: bool = False,
+        time_window: tuple[float, float] | None = None,
     ):
+        from g2res.baselines.time_window import lag_mask
         from g2res.signal.windows import window_array
 
         self.sample_rate = float(sample_rate)
@@ -113,6 +117,8 @@ class MatchedFilter:
         windows = WINDOWS if windows is None else windows
         self.pool = [int(np.ceil(windows[d] * rate)) for d in DETECTORS[1:]]
         self.device = torch.device(device)
+        self.lag_mask = (None if time_window is None
+                         else lag_mask(time_window, self.length, rate, self.device))  # fmt: skip
         if gate is not None and not (gate > 0 and gate_window >= 0 and gate_taper >= 0):
             raise ValueError(f"gate {gate} sigmas, window {gate_window} s, taper {gate_taper} "
                              "s: need a positive threshold and lengths >= 0")  # fmt: skip
@@ -194,6 +200,8 @@ class MatchedFilter:
         total = pooled[0] + pooled[1]
         for part in pooled[2:]:
             total += part
+        if self.lag_mask is not None:  # lags outside the merger-time window never win
+            total = total.masked_fill(~self.lag_mask, float("-inf"))
         stat, lag = total.max(-1)
         per_det = torch.stack([part.gather(-1, lag[..., None])[..., 0] for part in pooled], -1)
         return stat, lag, per_det
@@ -257,7 +265,9 @@ class MatchedFilter:
             marginal = marginal_statistic(stat)
             best, index = stat.max(1)  # first maximum: the lowest template index on ties
             if coherent:
-                coh = self._coherent(d, u, sigma, stat, lag, coherent)
+                from g2res.baselines.coherent import search_best_templates
+
+                coh = search_best_templates(self, d, u, sigma, stat, lag, coherent)
             lag, dets = lag[rows, index], per[rows, index]
             veto = None
         out = {
@@ -279,28 +289,6 @@ class MatchedFilter:
             for key, j, det in ((key, j, det) for key in veto for j, det in enumerate(DETECTORS)):
                 out[f"{key}_{det}"] = veto[key][:, j].numpy()
         return out
-
-    def _coherent(self, d, u, sigma, stat, lag, k: int) -> dict:
-        """:meth:`filter`'s coherent search of the ``k`` best templates of each sample
-        (``stat``, ``lag`` (batch, T) their incoherent statistics and H1 peak lags)."""
-        from g2res.baselines.coherent import HALF_WIDTH, coherent_snr, sky_grid
-
-        rate = self.sample_rate * self.upsample
-        k = min(int(k), stat.shape[1])
-        top = stat.topk(k, dim=1).indices  # (batch, k)
-        with torch.no_grad():
-            z = complex_snr(d, self.kernels(u[top]), self.length)  # (batch, k, 3, lags)
-            sig = torch.as_tensor(np.asarray(sigma), dtype=torch.float32, device=self.device)
-            res = coherent_snr(z, lag.gather(1, top), sig[top], sky_grid(rate),
-                               int(np.ceil(HALF_WIDTH * rate)))  # fmt: skip
-        best, j = res["coh"].max(1)
-        pick = lambda key: res[key].gather(1, j[:, None])[:, 0]  # noqa: E731
-        return {
-            "coh_snr": best.clamp(min=0).sqrt().cpu().numpy().astype(np.float64),
-            "null_snr": pick("null").clamp(min=0).sqrt().cpu().numpy().astype(np.float64),
-            "coh_template": top.gather(1, j[:, None])[:, 0].cpu().numpy(),
-            "coh_time": pick("lag").cpu().numpy() / rate,
-        }
 
 
 # ---------------------------------------------------------------------------- command
@@ -344,6 +332,7 @@ def matched_filter(
     coherent: int = 0,
     marginal: bool = False,
     psd_var: bool = False,
+    time_window: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
     """``g2res baseline matched-filter``: filter every sample of ``split`` and write
 
@@ -358,7 +347,9 @@ def matched_filter(
     autogated first (:mod:`g2res.baselines.gating`; companion columns ``gated_<det>``, the
     gated share of each detector). With ``psd_var`` each sample's PSD variation (a scale
     and a tilt per detector) is divided out of its whitened data first (companion columns
-    ``psd_var_<det>``). With ``coherent`` K > 0 the K best templates of each
+    ``psd_var_<det>``). With ``time_window`` (start, end) s the bank's statistic only
+    peaks at H1 merger times within it (:mod:`g2res.baselines.time_window`). With
+    ``coherent`` K > 0 the K best templates of each
     sample are searched coherently and the submission ranks ``coh_snr``
     (:mod:`g2res.baselines.coherent`). The companion's ``marginal`` column is the
     bank-marginalised log likelihood ratio (:func:`marginal_statistic`, of newSNR^2 with
@@ -377,6 +368,10 @@ def matched_filter(
         raise ValueError(
             f"--coherent {coherent}: need K >= 0 templates, and neither --chisq nor --oracle"
         )
+    if time_window is not None and oracle:
+        raise ValueError(
+            "--time-window is a prior for the bank: the oracle's templates sit in place"
+        )
     if marginal and (coherent or oracle):
         raise ValueError(
             "--marginal averages over a template bank: not with --coherent or --oracle"
@@ -390,7 +385,7 @@ def matched_filter(
     filt_psd = load_filter_psd(psd)
     mf = MatchedFilter(filt_psd, taper_alpha=taper_alpha, device=dev, gate=gate,
                        gate_window=gate_window, gate_taper=gate_taper,
-                       psd_var=psd_var)  # fmt: skip
+                       psd_var=psd_var, time_window=time_window)  # fmt: skip
 
     the_oracle = Oracle(data_dir, seed) if oracle else None
     templates = kernels = None
