@@ -4,9 +4,10 @@ A stacker fitted once on a training set's out-of-fold predictions (``g2res submi
 --stack``, saved as ``NAME.stack.json``) is applied unchanged in every cell: each of its
 runs is submitted alone on the cell's cache, and each of its statistics is recomputed
 on the cell's test split with the cell's bank: ``coherent`` is the bank's coherent SNR
-(``g2res baseline matched-filter --coherent K``), any other statistic the bank's own
-(its companion ``template_bank.raw.csv``), read from the column the stacker was fitted
-on. Nothing is refitted on a cell.
+(``g2res baseline matched-filter --coherent K``), ``bank_window`` the bank's with the
+merger-time window the stacker's training set gave (``--time-window``), any other
+statistic the bank's own (its companion ``template_bank.raw.csv``), read from the column
+the stacker was fitted on. Nothing is refitted on a cell.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 COHERENT = "coherent"
+WINDOW = "bank_window"  # the stacking benchmark's name for the windowed bank's statistic
 
 
 def parse_stacks(items: list[str], taken) -> dict[str, dict]:
@@ -50,6 +52,26 @@ def needs_bank(stacks: dict[str, dict]) -> bool:
     return any(i["kind"] == "statistic" for s in stacks.values() for i in s["inputs"])
 
 
+def needs_window(stacks: dict[str, dict]) -> list[str]:
+    """The stackers with a windowed-bank input."""
+    return [n for n, s in stacks.items() if any(i["name"] == WINDOW for i in s["inputs"])]
+
+
+def window_companion(data: Path, cache: Path, folder: Path, bank, window, seed: int, timer) -> Path:
+    """The cell's test split filtered by ``bank`` with the merger-time ``window`` (s)
+    -> CELL/bank_window.csv (its ``.raw.csv`` beside it), kept when it exists."""
+    from g2res.baselines.matched_filter import companion_path, matched_filter
+
+    out = folder / "bank_window.csv"
+    if not companion_path(out).is_file():
+        timer(
+            "template bank, merger-time window",
+            lambda: matched_filter(data, cache / "psd.npz", out, split="test", bank=bank,
+                                   seed=seed, time_window=tuple(window)),
+        )  # fmt: skip
+    return out
+
+
 def _scores(csv: Path, column: str | None, ids: pd.Index) -> np.ndarray:
     table = pd.read_csv(csv, dtype={"id": str}).set_index("id")
     if column is not None and column not in table.columns:
@@ -77,8 +99,10 @@ def stack_cell(
     seed: int,
     timer,
     submit_group,
+    window=None,
 ) -> Path:
-    """The saved stacker ``stack`` applied in one cell -> CELL/stack-NAME-<hash>.csv."""
+    """The saved stacker ``stack`` applied in one cell -> CELL/stack-NAME-<hash>.csv
+    (``window``: the merger-time window (s) of a ``bank_window`` input)."""
     from _stacking import coherent_companion
 
     from g2res.baselines.matched_filter import companion_path
@@ -86,7 +110,8 @@ def stack_cell(
     from g2res.ensemble.submit import fold_predictions
     from g2res.utils import atomic_open
 
-    key = hashlib.sha1(f"{stack['path']}\n{coherent}".encode()).hexdigest()[:8]
+    extra = "" if window is None else f"\n{tuple(window)}"  # earlier cells keep their names
+    key = hashlib.sha1(f"{stack['path']}\n{coherent}{extra}".encode()).hexdigest()[:8]
     out = folder / f"stack-{name}-{key}.csv"
     if out.is_file():
         return out
@@ -108,6 +133,11 @@ def stack_cell(
         if item["name"] == COHERENT:
             csv = folder / f"coherent_bank_{coherent}.csv"
             raw = coherent_companion(data, cache, csv, bank, coherent, seed, timer)
+        elif item["name"] == WINDOW:
+            if window is None:
+                raise SystemExit(f"--stack {name}: its {WINDOW} input needs --time-window")
+            csv = window_companion(data, cache, folder, bank, window, seed, timer)
+            raw = companion_path(csv)
         else:
             raw = companion_path(folder / "template_bank.csv")
         features[item["name"]] = _scores(raw, item.get("column"), ids)

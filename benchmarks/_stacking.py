@@ -128,10 +128,12 @@ def marginal_statistics(work: Path, test_raw: Path, train_raw: Path) -> tuple[Pa
 
 def windowed_bank(
     data: Path, cache: Path, work: Path, bank: Path, train_raw: Path, seed: int, timer
-) -> tuple[Path, Path, Path, tuple[float, float]]:
+) -> tuple[dict[str, Path], tuple[float, float]]:
     """The bank with the merger-time window that the train split's bank statistics give
-    (``train_raw``, the unwindowed companion) on both splits -> (test submission, test
-    companion, train companion, window (s)) in WORKDIR/bank_window.csv, train_bank_window.csv."""
+    (``train_raw``, the unwindowed companion) on both splits, and the oracle with the same
+    window on the test split -> ({"test", "train", "oracle"}: submission CSVs (their
+    ``.raw.csv`` companions beside them), window (s)) in WORKDIR/*bank_window.csv and
+    WORKDIR/oracle_window.csv."""
     from g2res.baselines.matched_filter import (
         N_SAMPLES,
         SAMPLE_RATE,
@@ -143,17 +145,22 @@ def windowed_bank(
 
     window = estimate_time_window(train_raw, data / TRAIN_LABELS, duration=N_SAMPLES / SAMPLE_RATE)
     print(f"merger-time window from the train split: {window[0]:.3f}-{window[1]:.3f} s")
-    outs = {"test": work / "bank_window.csv", "train": work / "train_bank_window.csv"}
-    for split, out in outs.items():
+    outs = {
+        "test": work / "bank_window.csv",
+        "train": work / "train_bank_window.csv",
+        "oracle": work / "oracle_window.csv",
+    }
+    for name, out in outs.items():
+        kw = {"oracle": True} if name == "oracle" else {"bank": bank}
         if not companion_path(out).is_file():
             timer(
-                f"template bank, merger-time window, {split} split",
-                lambda out=out, split=split: matched_filter(
-                    data, cache / "psd.npz", out, split=split, bank=bank, seed=seed,
-                    time_window=window,
+                f"merger-time window, {name}",
+                lambda out=out, name=name, kw=kw: matched_filter(
+                    data, cache / "psd.npz", out, split="train" if name == "train" else "test",
+                    seed=seed, time_window=window, **kw,
                 ),
             )  # fmt: skip
-    return outs["test"], companion_path(outs["test"]), companion_path(outs["train"]), window
+    return outs, window
 
 
 def coherent_bank(
@@ -252,7 +259,9 @@ def stack_rows(
 COHERENT = "template bank, coherent SNR"
 MARGINAL = "template bank, marginalised over templates"
 WINDOWED = "template bank, merger-time window"
-BASELINES = ("oracle", "template bank", COHERENT, MARGINAL, WINDOWED)
+# The oracle with the same prior: what the ratio to the oracle is worth once the bank has it.
+WINDOWED_ORACLE = "oracle, merger-time window"
+BASELINES = ("oracle", "template bank", COHERENT, MARGINAL, WINDOWED, WINDOWED_ORACLE)
 
 
 def best_g2res(table: list[dict], baselines=BASELINES) -> str:
@@ -267,7 +276,7 @@ def paired_summary(subs: dict, data: Path, baseline: str = "template bank") -> l
     noise (AUC and efficiency at FAP 1e-2)."""
     out = []
     for name, csv in subs.items():
-        if name in (baseline, "oracle"):
+        if name == baseline or name.startswith("oracle"):
             continue
         auc = st.paired_bins(csv, subs[baseline], data)
         eff = st.paired_efficiency(csv, subs[baseline], data)

@@ -56,7 +56,8 @@ import _sensitivity_table as st  # noqa: E402
 import sensitivity as sens  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-RESERVED = ("oracle", "template bank")
+WINDOWED = "template bank, merger-time window"
+RESERVED = ("oracle", "template bank", WINDOWED)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,6 +85,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--coherent", type=int, default=4, metavar="K",
         help="templates per sample of the coherent SNR a stacker's `coherent` input needs",
+    )  # fmt: skip
+    p.add_argument(
+        "--time-window", type=float, nargs=2, default=None, metavar=("START", "END"),
+        help="s: the merger-time window of a stacker's bank_window input (the one its training "
+        "set's bank gave: sensitivity_injection.py --time-window prints it); the windowed bank "
+        "is then also scored in every cell",
     )  # fmt: skip
     p.add_argument("--noise-curves", nargs="+", default=list(gc.NOISE_CURVES))
     p.add_argument("--approximants", nargs="+", default=list(gc.APPROXIMANTS))
@@ -246,6 +253,9 @@ def main(argv=None) -> dict:
     stacks = gs.parse_stacks(args.stack, {*groups, *RESERVED})
     if args.no_bank and gs.needs_bank(stacks):
         raise SystemExit("--stack: a stacker with bank statistics cannot run with --no-bank")
+    if gs.needs_window(stacks) and args.time_window is None:
+        raise SystemExit(f"--stack {', '.join(gs.needs_window(stacks))}: a windowed-bank "
+                         "input needs --time-window START END")  # fmt: skip
     pre = gc.runs_preprocess({**groups, **gs.stack_runs(stacks)})
     sizes = cell_sizes(args)
     curves = gc.noise_curve_files(args.noise_curves, work / "psd")
@@ -282,9 +292,12 @@ def main(argv=None) -> dict:
             if bank:
                 check_bank_source(folder, banks[curve])
             subs.update(sens.baselines(data, cache, folder, seed, ct, bank, not args.no_bank))
+            if bank and args.time_window:
+                subs[WINDOWED] = gs.window_companion(data, cache, folder, bank,
+                                                     args.time_window, seed, ct)  # fmt: skip
             for sname, stack in stacks.items():
-                subs[sname] = gs.stack_cell(sname, stack, cache, data, folder, bank,
-                                            args.coherent, seed, ct, submit_group)  # fmt: skip
+                subs[sname] = gs.stack_cell(sname, stack, cache, data, folder, bank, args.coherent,
+                                            seed, ct, submit_group, args.time_window)  # fmt: skip
             order = {"oracle": 0, "template bank": 1}
             subs = dict(sorted(subs.items(), key=lambda kv: order.get(kv[0], 2)))
             cells[name] = {
@@ -300,6 +313,7 @@ def main(argv=None) -> dict:
     scored = [*groups, *stacks]
     goals = {g: gc.goal(cells, g) for g in scored}
     methods = [*scored, *([] if args.no_bank else ["template bank"])]
+    methods += [WINDOWED] if args.time_window and not args.no_bank else []
     print("\n" + gc.format_matrix(cells, scored))
     print("\nefficiency at FAP 1e-2 per network-SNR bin (95% bootstrap interval):")
     print(gc.format_efficiency_bins(cells))
@@ -341,6 +355,7 @@ def main(argv=None) -> dict:
         },
         "runs": {g: [str(r) for r in runs] for g, runs in groups.items()},
         "stacks": {n: s["path"] for n, s in stacks.items()},
+        "time_window": args.time_window,
         "preprocess": vars(pre),
         "bank_minimal_match": None if args.no_bank else args.bank_minimal_match,
         "banks": {c: str(p) for c, p in banks.items()},

@@ -198,6 +198,12 @@ def main(argv=None) -> dict:
     table.sort(key=lambda r: order.get(r["method"], 3))  # baselines first, stable
     best = _stacking.best_g2res(table) if args.stack else label
     verdict = report(table, best, subs=subs, data=data, goal_ratio=args.goal_ratio)
+    windowed = {r["method"]: r["auc"] for r in table}.get(_stacking.WINDOWED_ORACLE)
+    if windowed:
+        best_auc = next(r["auc"] for r in table if r["method"] == best)
+        verdict["auc_over_windowed_oracle"] = best_auc / windowed
+        print(f"{best}: {best_auc / windowed:.3f} x the oracle with the same merger-time "
+              f"window ({windowed:.4f})")  # fmt: skip
     if args.stack and not args.no_bank:
         verdict["all_vs_bank"] = _stacking.paired_summary(subs, data)
         print("\nevery g2res row against the template bank (95% paired bootstrap intervals):")

@@ -31,6 +31,7 @@ MODEL_1D = {
     "head": {"name": "linear"},
 }
 CELLS = ("design-IMRPhenomD", "lines-IMRPhenomD")
+WINDOW = (1.4, 2.0)  # s, the merger-time window of the windowed stacker
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def matrix(tiny_dataset, tiny_cache, tmp_path_factory):
     from g2res.baselines.matched_filter import companion_path, matched_filter
     from g2res.ensemble.stack import fit_stack
 
-    stats, coh = {}, {}
+    stats, coh, win = {}, {}, {}
     for split in ("train", "test"):
         matched_filter(tiny_dataset, tiny_cache / "psd.npz", root / f"{split}_bank.csv",
                        split=split, bank=bank, progress=False)  # fmt: skip
@@ -63,6 +64,9 @@ def matrix(tiny_dataset, tiny_cache, tmp_path_factory):
         matched_filter(tiny_dataset, tiny_cache / "psd.npz", root / f"{split}_coh.csv",
                        split=split, bank=bank, progress=False, coherent=2)  # fmt: skip
         coh[split] = {"coherent": companion_path(root / f"{split}_coh.csv")}
+        matched_filter(tiny_dataset, tiny_cache / "psd.npz", root / f"{split}_win.csv",
+                       split=split, bank=bank, progress=False, time_window=WINDOW)  # fmt: skip
+        win[split] = {"bank_window": companion_path(root / f"{split}_win.csv")}
     test_ids = pd.read_csv(tiny_dataset / "sample_submission.csv", dtype={"id": str})["id"]
     stack = fit_stack([root / "run" / "oof.csv"], ["tiny"], "logistic", stats["train"],
                       stats["test"], test_ids=list(test_ids))  # fmt: skip
@@ -72,6 +76,10 @@ def matrix(tiny_dataset, tiny_cache, tmp_path_factory):
     stack = fit_stack([root / "run" / "oof.csv"], ["tiny"], "logistic", coh["train"],
                       coh["test"], test_ids=list(test_ids), fold_scale=True)  # fmt: skip
     coh_stack = stack.save(root / "stc.stack.json")
+    # and one with the bank's statistic in a merger-time window
+    stack = fit_stack([root / "run" / "oof.csv"], ["tiny"], "logistic", win["train"],
+                      win["test"], test_ids=list(test_ids))  # fmt: skip
+    win_stack = stack.save(root / "stw.stack.json")
     work = root / "work"
     argv = [
         "--workdir", str(work), "--runs", f"tiny={root / 'run'}",
@@ -80,6 +88,7 @@ def matrix(tiny_dataset, tiny_cache, tmp_path_factory):
         "--bank", str(bank), "--workers", "1", "--seed", "5",
         "--out", str(root / "out.json"), "--plot", str(root / "out.png"),
         "--stack", f"st={saved_stack}", "--stack", f"stc={coh_stack}", "--coherent", "2",
+        "--stack", f"stw={win_stack}", "--time-window", *map(str, WINDOW),
     ]  # fmt: skip
     return work, argv, generalise.main(argv)
 
@@ -90,7 +99,10 @@ def test_every_cell_is_scored_and_the_worst_is_the_minimum(matrix):
     assert tuple(result["cells"]) == CELLS
     for cell in result["cells"].values():
         methods = [r["method"] for r in cell["table"]]
-        assert methods == ["oracle", "template bank", "tiny", "st", "stc"]
+        assert methods == [
+            "oracle", "template bank", "tiny", "template bank, merger-time window", "st", "stc",
+            "stw",
+        ]  # fmt: skip
         assert cell["ratio"]["oracle"] == pytest.approx(1.0)
         for r in cell["table"]:
             assert r["n_noise"] == 100 and r["n_signals"] == 30
@@ -144,17 +156,27 @@ def test_a_saved_stacker_is_applied_unchanged_in_every_cell(matrix):
     cell's bank SNR (or the cell's coherent SNR, --coherent 2): nothing refitted; it gets
     its own worst cell and goal."""
     work, argv, result = matrix
-    first, second = (i + 1 for i, a in enumerate(argv) if a == "--stack")
-    doc = json.loads(Path(argv[first].split("=", 1)[1]).read_text())
-    doc_coh = json.loads(Path(argv[second].split("=", 1)[1]).read_text())
+    docs = [json.loads(Path(argv[i + 1].split("=", 1)[1]).read_text())
+            for i, a in enumerate(argv) if a == "--stack"]  # fmt: skip
+    doc, doc_coh, doc_win = docs
     for name in CELLS:
         cell = work / "cells" / name
         _check_stack_formula(cell, "st", doc, "bank", "template_bank.raw.csv")
         coh = pd.read_csv(cell / "coherent_bank_2.raw.csv")
         np.testing.assert_array_equal(coh["stat"], coh["coh_snr"])
         _check_stack_formula(cell, "stc", doc_coh, "coherent", "coherent_bank_2.raw.csv")
+        # the windowed bank: the cell's test split filtered with --time-window's window
+        windowed = pd.read_csv(cell / "bank_window.raw.csv")
+        assert windowed["time"].between(*WINDOW).all()
+        plain = pd.read_csv(cell / "template_bank.raw.csv")
+        assert (windowed["snr"] <= plain["snr"] + 1e-6).all()
+        assert not (plain["time"].between(*WINDOW)).all()  # noise peaks outside it too
+        _check_stack_formula(cell, "stw", doc_win, "bank_window", "bank_window.raw.csv")
         assert {"st", "stc"} <= set(result["cells"][name]["ratio"])
     assert result["goal"]["st"]["worst_cell"] in CELLS
+    at = argv.index("--time-window")
+    with pytest.raises(SystemExit, match="stw: a windowed-bank input needs --time-window"):
+        generalise.main(argv[:at] + argv[at + 3 :])
     with pytest.raises(SystemExit, match="only a logistic"):
         bad = work / "hgb.stack.json"
         bad.write_text(json.dumps({**doc, "stacker": "hgb"}))

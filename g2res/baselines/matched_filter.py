@@ -347,8 +347,8 @@ def matched_filter(
     autogated first (:mod:`g2res.baselines.gating`; companion columns ``gated_<det>``, the
     gated share of each detector). With ``psd_var`` each sample's PSD variation (a scale
     and a tilt per detector) is divided out of its whitened data first (companion columns
-    ``psd_var_<det>``). With ``time_window`` (start, end) s the bank's statistic only
-    peaks at H1 merger times within it (:mod:`g2res.baselines.time_window`). With
+    ``psd_var_<det>``). With ``time_window`` (start, end) s the statistic only peaks at
+    H1 merger times within it (:mod:`g2res.baselines.time_window`; the oracle's too). With
     ``coherent`` K > 0 the K best templates of each
     sample are searched coherently and the submission ranks ``coh_snr``
     (:mod:`g2res.baselines.coherent`). The companion's ``marginal`` column is the
@@ -359,6 +359,8 @@ def matched_filter(
     """
     from tqdm.auto import tqdm
 
+    from g2res.baselines.time_window import lag_mask
+
     out = Path(out)
     raw_out = companion_path(out)
     for path in (out, raw_out):
@@ -367,10 +369,6 @@ def matched_filter(
     if coherent < 0 or (coherent and (chisq_bins or oracle)):
         raise ValueError(
             f"--coherent {coherent}: need K >= 0 templates, and neither --chisq nor --oracle"
-        )
-    if time_window is not None and oracle:
-        raise ValueError(
-            "--time-window is a prior for the bank: the oracle's templates sit in place"
         )
     if marginal and (coherent or oracle):
         raise ValueError(
@@ -385,7 +383,7 @@ def matched_filter(
     filt_psd = load_filter_psd(psd)
     mf = MatchedFilter(filt_psd, taper_alpha=taper_alpha, device=dev, gate=gate,
                        gate_window=gate_window, gate_taper=gate_taper,
-                       psd_var=psd_var, time_window=time_window)  # fmt: skip
+                       psd_var=psd_var, time_window=None if oracle else time_window)  # fmt: skip
 
     the_oracle = Oracle(data_dir, seed) if oracle else None
     templates = kernels = None
@@ -411,6 +409,10 @@ def matched_filter(
             if the_oracle is not None:
                 chosen = [the_oracle.template_id(i) for i in batch]
                 signals = np.stack([the_oracle.signal(c) for c in chosen])
+                if time_window is not None:  # lag 0 is each template's own H1 merger time
+                    t_h1 = the_oracle.table.loc[chosen, "t_H1"].to_numpy()
+                    mf.lag_mask = lag_mask(time_window, mf.length, SAMPLE_RATE * mf.upsample,
+                                           dev, offset=t_h1)  # fmt: skip
                 u, _ = mf.template_spectra(signals, per_detector=True)
                 res = mf.filter(x, u[:, None], template_batch, chisq_bins)
                 extra = {"template_id": chosen}

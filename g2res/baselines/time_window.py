@@ -9,7 +9,8 @@ coalescence time does. The window is not assumed: :func:`estimate_time_window` r
 off the peak times of the training signals the bank itself finds.
 
 With the bank's templates (merger at sample 0), a lag of t s puts the merger at t s
-in H1; lags are circular, so only 0 <= start < end <= duration are windows.
+in H1; lags are circular, so only 0 <= start < end <= duration are windows. The oracle's
+templates (the injected signals in place) get the same prior with their own merger times.
 """
 
 from __future__ import annotations
@@ -45,10 +46,18 @@ def check_window(window, duration: float) -> tuple[float, float]:
     return start, end
 
 
-def lag_mask(window, length: int, rate: float, device=None) -> torch.Tensor:
-    """Bool (length,): the lags (index / ``rate`` s) inside ``window`` (start, end) s."""
-    start, end = check_window(window, length / rate)
+def lag_mask(window, length: int, rate: float, device=None, offset=None) -> torch.Tensor:
+    """Bool (length,): the lags (index / ``rate`` s) inside ``window`` (start, end) s.
+
+    ``offset`` (batch,) s: the H1 merger time of each sample's template at lag 0 (the
+    oracle's templates sit in place); the mask is then (batch, 1, length), true where
+    ``offset`` + lag (mod the duration) is inside the window."""
+    duration = length / rate
+    start, end = check_window(window, duration)
     t = torch.arange(length, dtype=torch.float64, device=device) / rate
+    if offset is not None:
+        shift = torch.tensor(np.asarray(offset, dtype=np.float64), device=device)
+        t = torch.remainder(shift[:, None, None] + t, duration)
     return (t >= start) & (t <= end)
 
 

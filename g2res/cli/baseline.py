@@ -44,10 +44,11 @@ def add_parser(sub) -> None:
             "matches; .raw.csv always has it as the marginal column.\n"
             "--time-window START END is a prior on the merger time: the network statistic\n"
             "peaks only at H1 lags (merger times, s) within it, so noise no longer gets the\n"
-            "loudest of every lag. --time-window-from estimates it from the bank's .raw.csv\n"
-            "of the train split (this command with --split train, no window) and DATA_DIR's\n"
-            "training labels: the peak times of the training signals louder than all the\n"
-            "training noise (their central 99%, widened by 0.03 s either side)."
+            "loudest of every lag (the oracle: lags that keep its template's merger inside).\n"
+            "--time-window-from estimates it from the bank's .raw.csv of the train split\n"
+            "(this command with --split train, no window) and DATA_DIR's training labels:\n"
+            "the peak times of the training signals louder than all the training noise\n"
+            "(their central 99%, widened by 0.03 s either side)."
         ),
     )
     m.add_argument("data_dir", metavar="DATA_DIR", help="data set in the G2Net layout")
@@ -115,7 +116,7 @@ def add_parser(sub) -> None:
     m.add_argument(
         "--time-window", type=float, nargs=2, default=None, metavar=("START", "END"),
         help="s: the bank's statistic peaks only at H1 merger times within START-END "
-        "(none: every lag; not with --oracle)",
+        "(none: every lag; with --oracle, each injected template's own merger time)",
     )  # fmt: skip
     m.add_argument(
         "--time-window-from", default=None, metavar="RAW_CSV",
