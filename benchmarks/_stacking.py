@@ -225,12 +225,11 @@ def stack_rows(
         marg_csv, marg_test, marg_train = marginal_statistics(work, test_stat, train_stat)
         variants.append((MARGINAL, "marginal", "bank marginal", marg_csv, marg_test, marg_train))
     if args.time_window:
-        win_csv, win_test, win_train, _ = windowed_bank(
-            data, cache, work, bank, train_stat, args.seed, timer
-        )
-        variants.append(
-            (WINDOWED, "bank_window", "windowed bank SNR", win_csv, win_test, win_train)
-        )
+        win, _ = windowed_bank(data, cache, work, bank, train_stat, args.seed, timer)
+        raw = {k: companion_path(v) for k, v in win.items()}
+        row = (WINDOWED, "bank_window", "windowed bank SNR", win["test"], raw["test"], raw["train"])
+        variants.append(row)
+        subs[WINDOWED_ORACLE] = win["oracle"]
     for row, name, short, csv, test_raw, train_raw in variants:
         subs[row] = csv
         new_stats = {"stat_train": {name: train_raw}, "stat_test": {name: test_raw}}

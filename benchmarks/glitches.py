@@ -16,7 +16,9 @@ Each is preprocessed with the same settings. Then on the glitchy set (test split
 4. the template bank without and with the chi-squared veto (``--chisq-bins``), with the
    autogate (``--gate``) and with both, and the exact-template oracle (``--no-bank``:
    only the oracle); with ``--bank-psd-var`` every bank row divides each sample's own PSD
-   variation out first (``matched-filter --psd-var``);
+   variation out first (``matched-filter --psd-var``), and with ``--bank-time-window``
+   every bank row keeps to the merger-time window the glitchy training split gives
+   (``matched-filter --time-window-from``);
 5. a logistic stack (``g2res submit --stack``) of the network row of best AUC (or
    ``--stack-network``) with the vetoed bank statistic (newSNR of ``--stack-bank``: the
    plain or the gated vetoed bank; the bank also filters the glitchy training split for
@@ -101,6 +103,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="every bank row corrects each sample for its own PSD variation (matched-filter "
         "--psd-var; the oracle stays as it is)",
     )
+    p.add_argument(
+        "--bank-time-window",
+        action="store_true",
+        help="every bank row only peaks at merger times within the window the plain bank's "
+        "statistics of the glitchy training split give (matched-filter --time-window-from)",
+    )
     p.add_argument("--no-stack", action="store_true", help="leave the stack row out")
     p.add_argument(
         "--networks",
@@ -165,8 +173,10 @@ def slug(name: str) -> str:
 
 
 def bank_stem(name: str, args) -> str:
-    """File stem of a bank row's outputs (``--bank-psd-var`` ones apart)."""
-    return slug(name) + ("_psdvar" if args.bank_psd_var else "")
+    """File stem of a bank row's outputs (``--bank-psd-var`` and ``--bank-time-window``
+    ones apart)."""
+    window = "_window" if args.bank_time_window else ""
+    return slug(name) + ("_psdvar" if args.bank_psd_var else "") + window
 
 
 def bank_methods(args) -> list[tuple[str, dict, str]]:
@@ -181,7 +191,24 @@ def bank_methods(args) -> list[tuple[str, dict, str]]:
         ]
     if args.bank_psd_var:
         rows = [(n, {**kw, "psd_var": True}, c) for n, kw, c in rows]
+    if args.bank_time_window:  # set by main() from the glitchy train split's bank
+        rows = [(n, {**kw, "time_window": args.window}, c) for n, kw, c in rows]
     return rows
+
+
+def estimate_window(glitchy: Path, cache: Path, saved: Path, work: Path, args, timer):
+    """The merger-time window of ``--bank-time-window``: the plain bank (no window) on the
+    glitchy training split, read by g2res.baselines.time_window.estimate_time_window."""
+    from g2res.baselines.matched_filter import N_SAMPLES, SAMPLE_RATE, companion_path
+    from g2res.baselines.time_window import estimate_time_window
+    from g2res.data.layout import TRAIN_LABELS
+
+    csv = work / "bank_plain_train.csv"
+    run_bank(glitchy, cache, csv, {}, saved, args, timer, "bank train split (window)", "train")
+    window = estimate_time_window(companion_path(csv), glitchy / TRAIN_LABELS,
+                                  duration=N_SAMPLES / SAMPLE_RATE)  # fmt: skip
+    print(f"merger-time window from the glitchy train split: {window[0]:.3f}-{window[1]:.3f} s")
+    return window
 
 
 def run_bank(data, cache, csv, kw, saved, args, timer, label, split="test") -> Path:
@@ -384,6 +411,9 @@ def main(argv=None) -> dict:
         print(f"{label}: AUC per seed " + ", ".join(f"{a:.4f}" for a in aucs))
 
     saved = Path(args.bank) if args.bank else work / "bank.npz"
+    args.window = None
+    if args.bank_time_window and not args.no_bank:
+        args.window = estimate_window(glitchy, glitchy_cache, saved, work, args, timer)
     if not args.no_bank:
         for name, kw, column in bank_methods(args):
             csv = run_bank(
@@ -573,6 +603,7 @@ def main(argv=None) -> dict:
         "gate": gate,
         "chisq_bins": args.chisq_bins,
         "bank_psd_var": args.bank_psd_var,
+        "bank_time_window": args.window,
         "runs": {k: [str(r) for r in v] for k, v in run_dirs.items()},
         **st.result_fields(rows, verdict, timer),
     }

@@ -208,6 +208,11 @@ def main(argv=None) -> dict:
         verdict["all_vs_bank"] = _stacking.paired_summary(subs, data)
         print("\nevery g2res row against the template bank (95% paired bootstrap intervals):")
         print(_stacking.format_summary(verdict["all_vs_bank"]))
+        if _stacking.WINDOWED in subs:  # the bank with the same prior as the best stacks
+            w = _stacking.WINDOWED
+            verdict["all_vs_windowed_bank"] = _stacking.paired_summary(subs, data, baseline=w)
+            print(f"\nevery g2res row against the {w} (95% paired bootstrap intervals):")
+            print(_stacking.format_summary(verdict["all_vs_windowed_bank"], baseline=w))
     print(f"\nsteps (wall s): {timer.wall}\nsteps (CPU s):  {timer.cpu}")
     manifest = json.loads((pool / "manifest.json").read_text())
     result = {
