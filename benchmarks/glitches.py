@@ -191,7 +191,7 @@ def bank_methods(args) -> list[tuple[str, dict, str]]:
         ]
     if args.bank_psd_var:
         rows = [(n, {**kw, "psd_var": True}, c) for n, kw, c in rows]
-    if args.bank_time_window:  # set by main() from the glitchy train split's bank
+    if getattr(args, "window", None) is not None:  # main() reads it off the train split
         rows = [(n, {**kw, "time_window": args.window}, c) for n, kw, c in rows]
     return rows
 
