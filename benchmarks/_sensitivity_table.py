@@ -350,9 +350,15 @@ def plot(table: list[dict], path: str | os.PathLike, title: str = "") -> Path:
     from g2res.utils import atomic_path
 
     centres = [(a + b) / 2 for a, b in zip(SNR_EDGES[:-1], SNR_EDGES[1:])]
-    fig, axes = plt.subplots(1, 1 + len(FAPS), figsize=(5.5 * (1 + len(FAPS)), 4.2))
+    # Many rows: one legend below the panels (in the panels it would hide the curves) and
+    # 20 colours, so that no two rows share one.
+    many = len(table) > 6
+    rows_below = -(-len(table) // 2) if many else 0
+    fig, axes = plt.subplots(
+        1, 1 + len(FAPS), figsize=(5.5 * (1 + len(FAPS)), 4.2 + 0.2 * rows_below)
+    )
     for i, r in enumerate(table):
-        color = f"C{i % 10}"
+        color = plt.cm.tab20(i % 20) if len(table) > 10 else f"C{i % 10}"
         ys = [r["auc_bins"][b] if r["auc_bins"][b] is not None else np.nan for b in BIN_NAMES]
         axes[0].plot(centres, ys, "o-", color=color, label=f"{r['method']} (AUC {r['auc']:.3f})")
         for ax, fap in zip(axes[1:], FAPS):
@@ -371,9 +377,9 @@ def plot(table: list[dict], path: str | os.PathLike, title: str = "") -> Path:
     for ax, fap in zip(axes[1:], FAPS):
         ax.set_ylabel(f"efficiency at false-alarm probability {fap:g} (95% band)")
         ax.set_ylim(-0.02, 1.02)
-        if ax.lines:
+        if ax.lines and not many:
             ax.legend(fontsize=7, loc="lower right")
-        else:  # too few noise samples for this FAP
+        elif not ax.lines:  # too few noise samples for this FAP
             ax.text(0.5, 0.5, f"FAP {fap:g}: too few noise samples", ha="center",
                     transform=ax.transAxes)  # fmt: skip
             ax.set_xlim(SNR_EDGES[0], SNR_EDGES[-1])
@@ -381,10 +387,20 @@ def plot(table: list[dict], path: str | os.PathLike, title: str = "") -> Path:
         ax.set_xlabel("network optimal SNR (bin centre)")
         ax.set_xticks(centres, BIN_NAMES)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if many:
+        effs = [r.get("eff_fap", {}).get(fap_key(FAPS[0])) or {} for r in table]
+        labels = [
+            f"{r['method']} (AUC {r['auc']:.3f}"
+            + (f", eff@{FAPS[0]:g} {e['all']['efficiency']:.3f})" if "all" in e else ")")
+            for r, e in zip(table, effs)
+        ]
+        fig.legend(axes[0].lines, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, rows_below * 0.2 / fig.get_figheight(), 1, 1))
+    else:
+        axes[0].legend(fontsize=8, loc="lower right")
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
