@@ -19,19 +19,16 @@ from g2res.baselines.matched_filter import (
     rank_probability,
 )
 from g2res.data.noise import ColoredNoise, design_psd, rfft_frequencies
-from g2res.data.waveforms import BBHParameters, Injector
+from g2res.data.waveforms import Injector
 
 SNR = 12.0
 
 
 @pytest.fixture(scope="module")
-def injection():
+def injection(binary):
     """An aligned-spin IMRPhenomD signal (3, 4096) at network SNR 12, merger 1.85 s."""
     psd = design_psd(rfft_frequencies())
-    params = BBHParameters(
-        24.0, 17.0, 0.0, 0.0, 0.3, 0.0, 0.0, -0.2,
-        1.2, 0.4, 0.7, 0.9, 2.1, 1.85, SNR,
-    )  # fmt: skip
+    params = binary(1.85, SNR)
     signal, info = Injector(psd, approximant="IMRPhenomD").render(params)
     return psd, params, signal, info
 

@@ -11,7 +11,7 @@ from g2res.baselines.bank import template_waveform
 from g2res.baselines.matched_filter import MatchedFilter
 from g2res.baselines.psdvar import PsdVariation
 from g2res.data.noise import ColoredNoise, design_psd, rfft_frequencies
-from g2res.data.waveforms import BBHParameters, Injector
+from g2res.data.waveforms import Injector
 
 SCALE, TILT, F_REF = 1.6, 0.4, 100.0  # H1's noise power 1.6x the filter PSD's at 100 Hz
 
@@ -69,12 +69,9 @@ def test_bank_noise_snrs_of_a_drifted_detector_are_undrifted_ones(rng):
     assert mean["fixed"] / mean["clean"] == pytest.approx(1.0, abs=0.06)
 
 
-def test_signal_snr_is_kept_in_undrifted_noise(rng):
+def test_signal_snr_is_kept_in_undrifted_noise(rng, binary):
     psd = design_psd(rfft_frequencies())
-    params = BBHParameters(
-        24.0, 17.0, 0.0, 0.0, 0.3, 0.0, 0.0, -0.2,
-        1.2, 0.4, 0.7, 0.9, 2.1, 1.85, 15.0,
-    )  # fmt: skip
+    params = binary(1.85, 15.0)
     signal, _ = Injector(psd, approximant="IMRPhenomD").render(params)
     noise = ColoredNoise(design_psd)(rng, batch=12)
     plain, fixed = MatchedFilter(psd), MatchedFilter(psd, psd_var=True)

@@ -15,20 +15,17 @@ from g2res.baselines.matched_filter import MatchedFilter
 from g2res.baselines.time_window import estimate_time_window, lag_mask
 from g2res.cli import main
 from g2res.data.noise import ColoredNoise, design_psd, rfft_frequencies
-from g2res.data.waveforms import BBHParameters, Injector
+from g2res.data.waveforms import Injector
 
 WINDOW = (1.5, 1.9)  # s, a fifth of the 2-s lags
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(binary):
     """Design PSD, a 24 + 17 Msun IMRPhenomD template and its signal at network SNR 8
     merging at 1.7 s (geocentre)."""
     psd = design_psd(rfft_frequencies())
-    params = BBHParameters(
-        24.0, 17.0, 0.0, 0.0, 0.3, 0.0, 0.0, -0.2,
-        1.2, 0.4, 0.7, 0.9, 2.1, 1.7, 8.0,
-    )  # fmt: skip
+    params = binary(1.7, 8.0)
     signal, info = Injector(psd, approximant="IMRPhenomD").render(params)
     h = template_waveform(params.mass1, params.mass2, params.spin1z, params.spin2z, "IMRPhenomD")
     return psd, h, signal, info
