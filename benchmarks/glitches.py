@@ -197,14 +197,17 @@ def bank_methods(args) -> list[tuple[str, dict, str]]:
 
 
 def estimate_window(glitchy: Path, cache: Path, saved: Path, work: Path, args, timer):
-    """The merger-time window of ``--bank-time-window``: the plain bank (no window) on the
-    glitchy training split, read by g2res.baselines.time_window.estimate_time_window."""
+    """The merger-time window of ``--bank-time-window``, read off the glitchy training split
+    by g2res.baselines.time_window.estimate_time_window from the ``--stack-bank`` row
+    without a window: a glitch outdoes most signals in the bank's plain SNR, not in its
+    gated or vetoed newSNR."""
     from g2res.baselines.matched_filter import N_SAMPLES, SAMPLE_RATE, companion_path
     from g2res.baselines.time_window import estimate_time_window
     from g2res.data.layout import TRAIN_LABELS
 
-    csv = work / "bank_plain_train.csv"
-    run_bank(glitchy, cache, csv, {}, saved, args, timer, "bank train split (window)", "train")
+    kw = {n: kw for n, kw, _ in bank_methods(args)}[args.stack_bank]  # args.window unset
+    csv = work / f"bank_{bank_stem(args.stack_bank, args)}_train_for_window.csv"
+    run_bank(glitchy, cache, csv, kw, saved, args, timer, "bank train split (window)", "train")
     window = estimate_time_window(companion_path(csv), glitchy / TRAIN_LABELS,
                                   duration=N_SAMPLES / SAMPLE_RATE)  # fmt: skip
     print(f"merger-time window from the glitchy train split: {window[0]:.3f}-{window[1]:.3f} s")

@@ -47,8 +47,8 @@ def add_parser(sub) -> None:
             "loudest of every lag (the oracle: lags that keep its template's merger inside).\n"
             "--time-window-from estimates it from the bank's .raw.csv of the train split\n"
             "(this command with --split train, no window) and DATA_DIR's training labels:\n"
-            "the peak times of the training signals louder than all the training noise\n"
-            "(their central 99%, widened by 0.03 s either side)."
+            "the peak times of the training signals louder than 99% of the training noise\n"
+            "(their central 98%, widened by 0.03 s either side)."
         ),
     )
     m.add_argument("data_dir", metavar="DATA_DIR", help="data set in the G2Net layout")

@@ -87,6 +87,21 @@ def test_window_is_estimated_from_the_found_training_signals(rng, tmp_path):
     assert 1.5 < wide[0] and wide[1] < 1.9
 
 
+def test_a_few_loud_glitches_neither_block_nor_widen_the_estimate(rng, tmp_path):
+    raw, labels = synthetic_companion(rng, tmp_path)
+    table = pd.read_csv(raw, dtype={"id": str})
+    target = pd.read_csv(labels, dtype={"id": str})["target"].to_numpy()
+    # glitches at SNR ~45 anywhere in 0.1-1.9 s: in 0.5% of the noise (louder than every
+    # signal) and in 0.5% of the signal samples (their peak is the glitch's, not the merger's)
+    for label in (0, 1):
+        rows = rng.choice(np.flatnonzero(target == label), 3, replace=False)
+        table.loc[rows, "stat"] = rng.uniform(40.0, 50.0, 3)
+        table.loc[rows, "time"] = [0.3, 0.7, 1.05][: len(rows)]
+    table.to_csv(raw, index=False)
+    start, end = estimate_time_window(raw, labels, duration=2.0)
+    assert 1.52 - 0.035 < start < 1.52 and 1.88 < end < 1.88 + 0.035
+
+
 def test_estimate_errors_name_the_file_and_the_problem(rng, tmp_path):
     raw, labels = synthetic_companion(rng, tmp_path, n_signal=10)
     with pytest.raises(ValueError, match=r"only \d+ training signals.*--time-window"):
