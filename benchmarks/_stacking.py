@@ -134,16 +134,10 @@ def windowed_bank(
     window on the test split -> ({"test", "train", "oracle"}: submission CSVs (their
     ``.raw.csv`` companions beside them), window (s)) in WORKDIR/*bank_window.csv and
     WORKDIR/oracle_window.csv."""
-    from g2res.baselines.matched_filter import (
-        N_SAMPLES,
-        SAMPLE_RATE,
-        companion_path,
-        matched_filter,
-    )
-    from g2res.baselines.time_window import estimate_time_window
-    from g2res.data.layout import TRAIN_LABELS
+    from g2res.baselines.matched_filter import companion_path, matched_filter
+    from g2res.baselines.time_window import data_time_window
 
-    window = estimate_time_window(train_raw, data / TRAIN_LABELS, duration=N_SAMPLES / SAMPLE_RATE)
+    window = data_time_window(train_raw, data)
     print(f"merger-time window from the train split: {window[0]:.3f}-{window[1]:.3f} s")
     outs = {
         "test": work / "bank_window.csv",

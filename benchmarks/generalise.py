@@ -54,9 +54,9 @@ import _generalise_cells as gc  # noqa: E402
 import _generalise_stacks as gs  # noqa: E402
 import _sensitivity_table as st  # noqa: E402
 import sensitivity as sens  # noqa: E402
+from _stacking import WINDOWED  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-WINDOWED = "template bank, merger-time window"
 RESERVED = ("oracle", "template bank", WINDOWED)
 
 

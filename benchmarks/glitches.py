@@ -106,8 +106,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--bank-time-window",
         action="store_true",
-        help="every bank row only peaks at merger times within the window the plain bank's "
-        "statistics of the glitchy training split give (matched-filter --time-window-from)",
+        help="every bank row only peaks at merger times within the window that the "
+        "--stack-bank row's statistics of the glitchy training split give "
+        "(matched-filter --time-window-from)",
     )
     p.add_argument("--no-stack", action="store_true", help="leave the stack row out")
     p.add_argument(
@@ -198,18 +199,16 @@ def bank_methods(args) -> list[tuple[str, dict, str]]:
 
 def estimate_window(glitchy: Path, cache: Path, saved: Path, work: Path, args, timer):
     """The merger-time window of ``--bank-time-window``, read off the glitchy training split
-    by g2res.baselines.time_window.estimate_time_window from the ``--stack-bank`` row
+    by g2res.baselines.time_window.data_time_window from the ``--stack-bank`` row
     without a window: a glitch outdoes most signals in the bank's plain SNR, not in its
     gated or vetoed newSNR."""
-    from g2res.baselines.matched_filter import N_SAMPLES, SAMPLE_RATE, companion_path
-    from g2res.baselines.time_window import estimate_time_window
-    from g2res.data.layout import TRAIN_LABELS
+    from g2res.baselines.matched_filter import companion_path
+    from g2res.baselines.time_window import data_time_window
 
     kw = {n: kw for n, kw, _ in bank_methods(args)}[args.stack_bank]  # args.window unset
     csv = work / f"bank_{bank_stem(args.stack_bank, args)}_train_for_window.csv"
     run_bank(glitchy, cache, csv, kw, saved, args, timer, "bank train split (window)", "train")
-    window = estimate_time_window(companion_path(csv), glitchy / TRAIN_LABELS,
-                                  duration=N_SAMPLES / SAMPLE_RATE)  # fmt: skip
+    window = data_time_window(companion_path(csv), glitchy)
     print(f"merger-time window from the glitchy train split: {window[0]:.3f}-{window[1]:.3f} s")
     return window
 

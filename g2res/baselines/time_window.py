@@ -16,10 +16,13 @@ templates (the injected signals in place) get the same prior with their own merg
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+
+from g2res import DURATION
 
 # A training signal counts as found above this quantile of the training noise. Its peak is
 # then the signal's but for a share of about 1 - quantile of the found: samples whose own
@@ -106,3 +109,11 @@ def estimate_time_window(
     low, high = np.quantile(found.to_numpy(), [tail, 1.0 - tail])
     end = float(high) + margin
     return max(0.0, float(low) - margin), end if duration is None else min(end, duration)
+
+
+def data_time_window(companion: str | os.PathLike, data_dir: str | os.PathLike):
+    """:func:`estimate_time_window` of a train-split .raw.csv and ``data_dir``'s training
+    labels, clipped to a G2Net sample's duration: (start, end) s."""
+    from g2res.data.layout import TRAIN_LABELS
+
+    return estimate_time_window(companion, Path(data_dir) / TRAIN_LABELS, duration=DURATION)

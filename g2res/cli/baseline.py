@@ -132,20 +132,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from g2res.baselines.matched_filter import N_SAMPLES, SAMPLE_RATE, matched_filter
-    from g2res.baselines.time_window import estimate_time_window
-    from g2res.data.layout import TRAIN_LABELS
+    from g2res.baselines.matched_filter import matched_filter
+    from g2res.baselines.time_window import data_time_window
 
     window = args.time_window
     if args.time_window_from is not None:
         if window is not None:
             raise ValueError("--time-window and --time-window-from: give one of them")
-        labels = Path(args.data_dir) / TRAIN_LABELS
-        window = estimate_time_window(
-            args.time_window_from, labels, duration=N_SAMPLES / SAMPLE_RATE
-        )
+        window = data_time_window(args.time_window_from, args.data_dir)
         print(f"merger-time window from {args.time_window_from}: "
               f"{window[0]:.3f}-{window[1]:.3f} s")  # fmt: skip
     matched_filter(
